@@ -1,0 +1,47 @@
+# raysys: two commands on a fresh machine.
+#   make demo   venv + install + Fashion-MNIST + shards + ResNet-20 on 2 Ray Train workers
+#   make test   venv + install + data packages + the test suite (slow tests: make test-slow)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FASHION_DIR ?= /usr/share/datasets/fashion-mnist
+SHARDS := data/shards/fashion-mnist
+PYTEST_FLAGS ?=
+
+.PHONY: demo test test-slow test-all install data-packages clean help
+
+help:
+	@echo "make demo | make test | make test-slow | make clean"
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's Fashion-MNIST package (real IDX files, offline). Needs root; skipped otherwise.
+data-packages:
+	@if [ -d "$(FASHION_DIR)" ]; then echo "Fashion-MNIST found in $(FASHION_DIR)"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
+	else echo "not root: skipping apt-get install dataset-fashion-mnist"; fi
+
+test: install data-packages
+	$(PY) -m pytest -m "not slow" $(PYTEST_FLAGS)
+
+test-slow: install data-packages
+	$(PY) -m pytest -m slow $(PYTEST_FLAGS)
+
+test-all: install data-packages
+	$(PY) -m pytest $(PYTEST_FLAGS)
+
+demo: install data-packages
+	$(PY) -m pipelines.demo --fashion-dir "$(FASHION_DIR)" --shards $(SHARDS)
+
+clean:
+	rm -rf $(VENV) runs mlflow.db mlartifacts data/shards .pytest_cache

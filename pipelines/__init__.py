@@ -1,0 +1,1 @@
+"""Pipelines: end-to-end steps the CLI runs (e.g. preparing dataset shards)."""

@@ -1,0 +1,35 @@
+"""``python -m raysys <command>``: one entry point; errors print as one line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from raysys.cli.registry import COMMANDS
+from raysys.errors import RaysysError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from raysys.cli import commands  # noqa: F401  (registers the subcommands)
+
+    parser = argparse.ArgumentParser(prog="python -m raysys", description="Structured-convolution experiments on Ray.")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+    for name, (help_text, setup) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(handler=setup(sub_parser))
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except RaysysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

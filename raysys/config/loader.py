@@ -1,0 +1,233 @@
+"""Presets (YAML shipped in the package) + dotted overrides -> a validated Config."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from raysys.config.schema import OPERATIONAL_KEYS, root_schema
+from raysys.errors import ConfigError, did_you_mean, one_of
+from raysys.registry import choice_keys
+
+PRESET_ROOT = resources.files("raysys.config") / "presets"
+# Keys a preset file may carry besides the schema's.
+_PRESET_META = ("extends", "description")
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    name: str  # "<paper>/<leaf>"
+    paper: str
+    description: str
+    path: Path
+
+
+def list_presets() -> List[PresetInfo]:
+    """Every shipped preset, sorted by paper then name. Files starting with _ are bases."""
+    out = []
+    root = Path(str(PRESET_ROOT))
+    for path in sorted(root.glob("*/*.yaml")):
+        if path.name.startswith("_"):
+            continue
+        data = _read_yaml(path)
+        name = f"{path.parent.name}/{path.stem}"
+        out.append(PresetInfo(name, path.parent.name, str(data.get("description", "")), path))
+    return out
+
+
+def paper_titles() -> Dict[str, str]:
+    """Paper id -> title, from each paper folder's _paper.yaml."""
+    titles = {}
+    for path in sorted(Path(str(PRESET_ROOT)).glob("*/_paper.yaml")):
+        titles[path.parent.name] = str(_read_yaml(path).get("title", path.parent.name))
+    return titles
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"preset file {path} is not valid YAML: {str(exc).splitlines()[0]}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset file {path} must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def _preset_path(name: str) -> Path:
+    path = Path(str(PRESET_ROOT)) / f"{name}.yaml"
+    if not path.is_file():
+        known = [p.name for p in list_presets()]
+        raise ConfigError(f"unknown preset: {one_of(name, known)}")
+    return path
+
+
+def _preset_layers(name: str, seen: Tuple[str, ...] = ()) -> List[Dict[str, Any]]:
+    """The preset's YAML and its ``extends`` chain, base first."""
+    if name in seen:
+        raise ConfigError(f"preset {name!r} extends itself through {' -> '.join(seen)}")
+    data = _read_yaml(_preset_path(name))
+    layers = []
+    base = data.get("extends")
+    if base:
+        layers = _preset_layers(str(base), seen + (name,))
+    layers.append({k: v for k, v in data.items() if k not in _PRESET_META})
+    return layers
+
+
+def schema_keys(node: Any = None, prefix: str = "") -> List[str]:
+    """All dotted keys the schema knows (dict-typed fields count as one key)."""
+    if node is None:
+        node = OmegaConf.structured(root_schema())
+    keys = []
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        child = node._get_node(key)
+        keys.append(full)
+        if isinstance(child, DictConfig) and child._metadata.object_type not in (None, dict):
+            keys.extend(schema_keys(child, full + "."))
+    return keys
+
+
+def _check_key(cfg: DictConfig, dotted: str, known: Sequence[str]) -> None:
+    """Refuse a key the schema does not have, with close matches."""
+    node: Any = cfg
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, DictConfig):
+            is_free_dict = node._metadata.object_type in (None, dict)
+            if part not in node:
+                if is_free_dict:
+                    return
+                raise ConfigError(f"unknown config key {dotted!r}{did_you_mean(dotted, known)}")
+            node = node._get_node(part)
+        else:
+            prefix = ".".join(parts[:i])
+            raise ConfigError(f"config key {prefix!r} is a value, it has no field {part!r}")
+
+
+def _merge(cfg: DictConfig, update: Any, origin: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, update)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or "?"
+        value = getattr(exc, "value", None)
+        msg = str(exc).splitlines()[0]
+        if "Key" in type(exc).__name__:
+            known = schema_keys()
+            raise ConfigError(f"unknown config key {key!r} in {origin}{did_you_mean(key, known)}")
+        raise ConfigError(f"bad value {value!r} for {key!r} in {origin}: {msg}")
+
+
+def parse_override(item: str) -> Tuple[str, Any]:
+    """'a.b=value' -> ('a.b', parsed value). Values are read as YAML, as Hydra does."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must have the form key=value, e.g. train.epochs=2")
+    key, raw = item.split("=", 1)
+    key = key.strip().lstrip("+")
+    if not key:
+        raise ConfigError(f"override {item!r} has no key before '='")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+    known = schema_keys()
+    for item in overrides:
+        key, value = parse_override(item)
+        _check_key(cfg, key, known)
+        update = OmegaConf.create()
+        OmegaConf.update(update, key, value, force_add=True)
+        cfg = _merge(cfg, update, f"override {item!r}")
+    return cfg
+
+
+def _validate_choices(cfg: DictConfig) -> None:
+    for key, registry in choice_keys().items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in registry:
+            raise ConfigError(f"bad value for {key!r}: {one_of(value, registry.all_names())}")
+
+
+def load_config(preset: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The resolved, validated Config of ``preset`` with ``overrides`` applied."""
+    cfg = OmegaConf.structured(root_schema())
+    for layer in _preset_layers(preset):
+        for key in _flat_keys(layer):
+            _check_key(cfg, key, schema_keys())
+        cfg = _merge(cfg, layer, f"preset {preset!r}")
+    cfg.preset = preset
+    cfg.paper = preset.split("/", 1)[0]
+    base = OmegaConf.to_container(cfg)
+    cfg = _apply_overrides(cfg, overrides)
+    _validate_choices(cfg)
+    if not cfg.run_name:
+        cfg.run_name = default_run_name(preset, base, OmegaConf.to_container(cfg))
+    OmegaConf.set_readonly(cfg, False)
+    return cfg
+
+
+def _flat_keys(tree: Dict[str, Any], prefix: str = "") -> List[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            keys.extend(_flat_keys(value, f"{prefix}{key}."))
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def flatten(cfg: Any, prefix: str = "") -> Dict[str, Any]:
+    """A nested config as {dotted.key: value}; lists stay values."""
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    out: Dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def science_diff(base: Dict[str, Any], cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The values that differ from the preset and change what a run computes."""
+    flat_base, flat_cfg = flatten(base), flatten(cfg)
+    ignored = OPERATIONAL_KEYS + ("seed",)
+    return {
+        key: value
+        for key, value in sorted(flat_cfg.items())
+        if not any(key == k or key.startswith(k + ".") for k in ignored) and flat_base.get(key) != value
+    }
+
+
+def default_run_name(preset: str, base: Dict[str, Any], cfg: Dict[str, Any]) -> str:
+    """'<preset leaf>-seed<N>', plus a short hash of any science-relevant override.
+
+    The same preset, seed and overrides always give the same name, which is
+    what lets a re-run find and resume its checkpoint and MLflow run.
+    """
+    name = f"{preset.split('/')[-1]}-seed{cfg['seed']}"
+    diff = science_diff(base, cfg)
+    if diff:
+        digest = hashlib.sha1(repr(sorted(diff.items())).encode()).hexdigest()[:8]
+        name = f"{name}-{digest}"
+    return name
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def from_container(data: Dict[str, Any]) -> DictConfig:
+    """Rebuild a validated Config from a plain dict (e.g. out of a checkpoint)."""
+    cfg = OmegaConf.structured(root_schema())
+    return _merge(cfg, data, "saved config")

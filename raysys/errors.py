@@ -1,0 +1,45 @@
+"""Errors a user can act on. The CLI prints them as one line and exits non-zero."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class RaysysError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 2
+
+
+class ConfigError(RaysysError):
+    """A preset, key or value that the config schema does not allow."""
+
+
+class DataError(RaysysError):
+    """Missing, corrupt or mismatched dataset files or shards."""
+
+
+class CheckpointError(RaysysError):
+    """A checkpoint that cannot be loaded into this run."""
+
+
+class TrackingError(RaysysError):
+    """MLflow tracking is unreachable or misconfigured."""
+
+
+class TrainingError(RaysysError):
+    """Training stopped for a reason the user must look at (e.g. NaN loss)."""
+
+    exit_code = 1
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """' (did you mean: a, b?)' for the closest choices, or ''."""
+    matches = difflib.get_close_matches(str(word), list(choices), n=n, cutoff=0.5)
+    return f" (did you mean: {', '.join(matches)}?)" if matches else ""
+
+
+def one_of(value: object, allowed: Iterable[str]) -> str:
+    """'X is not one of [...]' with close-match suggestions."""
+    allowed = sorted(set(allowed))
+    return f"{value!r} is not one of {allowed}{did_you_mean(str(value), allowed)}"

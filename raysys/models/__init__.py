@@ -1,0 +1,5 @@
+"""Architectures built from raysys.nn, registered by name."""
+from raysys.models import cifar_resnet  # noqa: F401  (registers the CIFAR ResNets)
+from raysys.models.registry import MODELS, InputSpec, build_model, register_model
+
+__all__ = ["MODELS", "InputSpec", "build_model", "register_model"]

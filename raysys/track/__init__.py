@@ -1,0 +1,1 @@
+"""MLflow tracking: runs, params, metrics, artifacts, resume of the same run."""

@@ -1,0 +1,126 @@
+"""MLflow runs of raysys: one per training run, found again by name to resume.
+
+The driver opens the run (params, tags, config artifact) before any worker
+starts and closes it with FINISHED or FAILED and the reason, so a run is
+never left RUNNING by an error. Rank 0 logs the per-epoch metrics.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+from raysys.track.uri import redact
+
+RUN_NAME_TAG = "raysys.run_name"
+FAILURE_TAG = "raysys.failure_reason"
+MAX_PARAM_LENGTH = 6000
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def git_commit(cwd: Optional[Path] = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def experiment_id(uri: str, name: str) -> str:
+    """Get or create the experiment; local sqlite stores keep artifacts beside the db."""
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        artifact_location = (root / name).resolve().as_uri()
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # created concurrently by another process
+        return mlflow_client.get_experiment_by_name(name).experiment_id
+
+
+def find_run(uri: str, exp_id: str, run_name: str, extra_filter: str = ""):
+    """The newest run of this experiment with that raysys run name, or None."""
+    query = f"tags.`{RUN_NAME_TAG}` = '{run_name}'"
+    if extra_filter:
+        query += f" and {extra_filter}"
+    runs = client(uri).search_runs([exp_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def param_items(flat: Dict[str, Any]) -> List[Any]:
+    from mlflow.entities import Param
+
+    params = []
+    for key, value in sorted(flat.items()):
+        text = redact(str(value)) if isinstance(value, str) else str(value)
+        params.append(Param(key, text[:MAX_PARAM_LENGTH]))
+    return params
+
+
+def log_params(uri: str, run_id: str, flat: Dict[str, Any]) -> None:
+    mlflow_client = client(uri)
+    params = param_items(flat)
+    for start in range(0, len(params), 100):
+        mlflow_client.log_batch(run_id, params=params[start : start + 100])
+
+
+def log_metrics(uri: str, run_id: str, metrics: Dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+    mlflow_client = client(uri)
+    for start in range(0, len(items), 500):
+        mlflow_client.log_batch(run_id, metrics=items[start : start + 500])
+
+
+def logged_steps(uri: str, run_id: str, key: str) -> List[int]:
+    return sorted({m.step for m in client(uri).get_metric_history(run_id, key)})
+
+
+def finish(uri: str, run_id: str, status: str, reason: str = "") -> None:
+    """Close the run; a FAILED or KILLED run carries its reason as a tag."""
+    mlflow_client = client(uri)
+    if reason:
+        mlflow_client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+    mlflow_client.set_terminated(run_id, status)
+
+
+def set_tags(uri: str, run_id: str, tags: Dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    client(uri).log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
+
+
+def open_run(uri: str, exp_id: str, run_name: str, tags: Dict[str, Any], parent_run_id: str = "") -> tuple[str, bool]:
+    """(run_id, resumed): reopen the run of that name, or create it."""
+    existing = find_run(uri, exp_id, run_name)
+    mlflow_client = client(uri)
+    if existing is not None:
+        mlflow_client.update_run(existing.info.run_id, status="RUNNING")
+        return existing.info.run_id, True
+    all_tags = {RUN_NAME_TAG: run_name, **tags}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow_client.create_run(exp_id, run_name=run_name, tags={k: redact(str(v)) for k, v in all_tags.items()})
+    return run.info.run_id, False
+
+
+def log_artifact_files(uri: str, run_id: str, files: Iterable[Path], artifact_path: str) -> None:
+    mlflow_client = client(uri)
+    for path in files:
+        mlflow_client.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_text(uri: str, run_id: str, text: str, artifact_file: str) -> None:
+    client(uri).log_text(run_id, text, artifact_file)

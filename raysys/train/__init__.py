@@ -1,0 +1,1 @@
+"""Training: the generic worker loop, optimizers and schedules, checkpoints, recipes."""

@@ -1,0 +1,287 @@
+"""The generic worker loop that Ray Train runs on every worker.
+
+Per epoch: train on this worker's share of the stream, evaluate on its share
+of the test split, all-reduce the sums, report a checkpoint to Ray Train, and
+(rank 0) log the epoch to MLflow. Family behaviour comes from the recipe.
+"""
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from raysys.config.loader import from_container
+from raysys.data.stream import BatchCollator, ImageFormat, iter_batches
+from raysys.errors import TrainingError
+from raysys.models import InputSpec, build_model
+from raysys.train import checkpoint as ckpt
+from raysys.train.optim import build_optimizer, build_scheduler
+from raysys.train.recipes import build_recipe
+from raysys.track import runs
+
+
+def seed_everything(seed: int, rank: int, deterministic: bool) -> None:
+    worker_seed = seed * 1000 + rank
+    random.seed(worker_seed)
+    np.random.seed(worker_seed % 2**32)
+    torch.manual_seed(worker_seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def _all_reduce(values: List[float], device: torch.device) -> List[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class WorkerContext:
+    """What one worker needs: rank, device, data format and the run's identity."""
+
+    def __init__(self, loop_config: Dict[str, Any]):
+        import ray.train
+        import ray.train.torch
+
+        self.cfg = from_container(loop_config["config"])
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.fmt = ImageFormat(**loop_config["format"])
+        self.spec = InputSpec(**loop_config["input"])
+        self.train_rows = int(loop_config["train_rows"])
+        self.tracking_uri = loop_config.get("tracking_uri", "")
+        self.run_id = loop_config.get("run_id", "")
+        self.progress = loop_config.get("progress")
+        self.shuffle_rows = int(loop_config.get("shuffle_rows", 0))
+        self.cuda = self.device.type == "cuda"
+        self.amp = self.cuda and self.cfg.train.amp
+        # channels_last also speeds up oneDNN convolutions on CPU (about 1.15-1.3x for ResNet-20).
+        self.channels_last = self.cfg.train.channels_last
+
+    @property
+    def per_worker_batch(self) -> int:
+        return max(1, self.cfg.train.batch_size // self.world_size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches each worker takes per epoch: its equal share of the rows, batched."""
+        return math.ceil((self.train_rows // self.world_size) / self.per_worker_batch)
+
+
+class EpochRunner:
+    """Train and evaluate one epoch at a time on one worker."""
+
+    def __init__(self, wc: WorkerContext):
+        import ray.train
+        import ray.train.torch
+
+        self.wc = wc
+        cfg = wc.cfg
+        self.recipe = build_recipe(cfg)
+        model = build_model(cfg, wc.spec)
+        if wc.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = ray.train.torch.prepare_model(model)
+        self.bare = ckpt.unwrap(self.model)
+        groups = self.recipe.param_groups(self.bare)
+        self.optimizer = build_optimizer(cfg, groups, self.recipe.optimizer_weight_decay())
+        self.scheduler = build_scheduler(cfg, self.optimizer, wc.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=wc.amp)
+        self.train_shard = ray.train.get_dataset_shard("train")
+        self.test_shard = ray.train.get_dataset_shard("test")
+        self.history: List[Dict[str, float]] = []
+        self.start_epoch = 0
+
+    # -- checkpoints ---------------------------------------------------------------
+    def state(self, epoch: int) -> Dict[str, Any]:
+        from omegaconf import OmegaConf
+
+        return {
+            "model": self.bare.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "rng": ckpt.rng_state(),
+            "config": OmegaConf.to_container(self.wc.cfg),
+            "history": self.history,
+        }
+
+    def restore(self, state: Dict[str, Any], source: str) -> None:
+        ckpt.load_model_state(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.history = list(state.get("history", []))
+        self.start_epoch = int(state["epoch"])
+
+    # -- one epoch --------------------------------------------------------------------
+    def _collator(self, epoch: int, augment: str) -> BatchCollator:
+        return BatchCollator(self.wc.fmt, augment, self.wc.cfg.seed, epoch, self.wc.rank)
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        if self.wc.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.wc.amp else nullcontext()
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        wc, cfg = self.wc, self.wc.cfg
+        self.model.train()
+        self.recipe.on_epoch_start(self.bare, epoch)
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 101 + wc.rank)
+        batches = iter_batches(
+            self.train_shard, self._collator(epoch, cfg.train.augment), wc.per_worker_batch,
+            shuffle_rows=wc.shuffle_rows, shuffle_seed=cfg.seed * 1_000_003 + epoch * 1009 + wc.rank,
+            pin_memory=wc.cuda, device=wc.device,
+        )
+        loss_sum = torch.zeros((), dtype=torch.float64, device=wc.device)
+        correct = torch.zeros((), dtype=torch.float64, device=wc.device)
+        extra_sums: Dict[str, torch.Tensor] = {}
+        seen = skipped = 0
+        _sync(wc.device)
+        start = time.perf_counter()
+        for step, batch in enumerate(batches):
+            images, labels = self._to_device(batch["image"]), batch["label"]
+            inputs, targets = self.recipe.transform_batch(images, labels, generator)
+            with self._autocast():
+                outputs = self.model(inputs)
+                loss, extras = self.recipe.loss(self.bare, outputs, targets)
+            if not torch.isfinite(loss.detach()).item():
+                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {step}: lower train.lr or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            if self.recipe.should_step(grad_norm):
+                self.scaler.step(self.optimizer)
+            else:
+                skipped += 1
+            self.scaler.update()
+            self.scheduler.step()
+            n = labels.shape[0]
+            seen += n
+            loss_sum += loss.detach().double() * n
+            correct += (outputs.detach().argmax(1) == labels).sum()
+            for key, value in extras.items():
+                extra_sums[key] = extra_sums.get(key, 0) + value.detach().double() * n
+        _sync(wc.device)
+        elapsed = time.perf_counter() - start
+        keys = sorted(extra_sums)
+        totals = _all_reduce([float(loss_sum), float(correct), seen, skipped, *[float(extra_sums[k]) for k in keys]], wc.device)
+        images_total = max(totals[2], 1)
+        metrics = {
+            "train_loss": totals[0] / images_total,
+            "train_acc": totals[1] / images_total,
+            "images_per_sec": totals[2] / max(elapsed, 1e-9),
+            "epoch_time": elapsed,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "skipped_steps": totals[3],
+        }
+        for key, total in zip(keys, totals[4:]):
+            metrics[f"train_{key}"] = total / images_total
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> Dict[str, float]:
+        wc, cfg = self.wc, self.wc.cfg
+        # The bare model: DDP's forward would sync buffers, a collective that
+        # deadlocks when workers hold different numbers of test batches.
+        model = self.bare
+        model.eval()
+        metrics: Dict[str, float] = {}
+        batch_size = cfg.train.eval_batch_size or wc.per_worker_batch
+        top5 = cfg.train.report_top5_acc and wc.spec.num_classes >= 5
+        for mode in self.recipe.eval_modes(model):
+            self.recipe.set_eval_mode(model, mode)
+            loss_sum = correct = correct5 = seen = 0.0
+            for batch in iter_batches(self.test_shard, self._collator(epoch, "none"), batch_size, pin_memory=wc.cuda, device=wc.device):
+                images, labels = self._to_device(batch["image"]), batch["label"]
+                with self._autocast():
+                    outputs = model(images)
+                loss_sum += float(torch.nn.functional.cross_entropy(outputs.float(), labels, reduction="sum"))
+                correct += float((outputs.argmax(1) == labels).sum())
+                if top5:
+                    correct5 += float((outputs.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
+                seen += labels.shape[0]
+            loss_sum, correct, correct5, seen = _all_reduce([loss_sum, correct, correct5, seen], wc.device)
+            prefix = f"test_{mode}_" if mode else "test_"
+            metrics[prefix + "loss"] = loss_sum / max(seen, 1)
+            metrics[prefix + "acc"] = correct / max(seen, 1)
+            metrics[prefix + "count"] = seen
+            if top5:
+                metrics[prefix + "top5"] = correct5 / max(seen, 1)
+        self.recipe.set_eval_mode(model, "")
+        return metrics
+
+
+class MetricSink:
+    """Rank 0's MLflow logging: after each checkpoint, and back-filling any gap."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri, self.run_id = uri, run_id
+
+    def sync(self, history: List[Dict[str, float]]) -> None:
+        """Log every epoch of ``history`` that MLflow does not have yet."""
+        if not self.run_id:
+            return
+        done = set(runs.logged_steps(self.uri, self.run_id, "epoch"))
+        for metrics in history:
+            step = int(metrics["epoch"])
+            if step not in done:
+                runs.log_metrics(self.uri, self.run_id, metrics, step=step)
+
+
+def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
+    """Ray Train entry point: resume if a checkpoint exists, then run the epochs."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    wc = WorkerContext(loop_config)
+    cfg = wc.cfg
+    seed_everything(cfg.seed, wc.rank, cfg.deterministic)
+    threads = cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker
+    torch.set_num_threads(max(1, int(threads)))
+    runner = EpochRunner(wc)
+    latest = ray.train.get_checkpoint()
+    if latest is not None:
+        with latest.as_directory() as directory:
+            runner.restore(ckpt.load_file(Path(directory)), source=f"{latest.path}")
+    sink = MetricSink(wc.tracking_uri, wc.run_id) if wc.rank == 0 else None
+    if sink:
+        sink.sync(runner.history)
+    for epoch in range(runner.start_epoch, cfg.train.epochs):
+        metrics = {"epoch": epoch + 1, **runner.train_epoch(epoch), **runner.evaluate(epoch)}
+        metrics.update(runner.recipe.epoch_metrics(runner.bare))
+        runner.history.append(metrics)
+        with tempfile.TemporaryDirectory() as directory:
+            checkpoint = None
+            if wc.rank == 0 and ((epoch + 1) % cfg.checkpoint.every_epochs == 0 or epoch + 1 == cfg.train.epochs):
+                ckpt.save_atomic(runner.state(epoch + 1), Path(directory) / ckpt.STATE_FILE)
+                checkpoint = Checkpoint.from_directory(directory)
+            ray.train.report(metrics, checkpoint=checkpoint)
+        if sink and checkpoint is not None:
+            # Only checkpointed epochs reach MLflow: a re-done epoch is never logged twice.
+            sink.sync(runner.history)
+            if wc.progress is not None:
+                wc.progress.put_nowait(metrics)

@@ -1,0 +1,243 @@
+"""Driving one training run: validate, open the MLflow run, fit a TorchTrainer, close.
+
+Everything that can be refused is refused before Ray starts: the config, the
+shards and their manifest, the tracking server. The MLflow run is opened before
+the workers start and always closed: FINISHED, or FAILED/KILLED with the reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+import raysys
+from raysys.config.loader import flatten, to_yaml
+from raysys.data.formats import get_dataset
+from raysys.data.normalization import normalization
+from raysys.data.shards import load_manifest, verify_shards
+from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows, split_rows, train_eval_data_config
+from raysys.errors import ConfigError, DataError, RaysysError, TrainingError
+from raysys.models import InputSpec
+from raysys.track import runs
+from raysys.track.uri import check_reachable, resolve_tracking_uri
+from raysys.train import checkpoint as ckpt
+from raysys.train.session import check_capacity, ensure_ray, resolve_storage_path, wants_gpu
+
+
+@dataclass
+class DataPlan:
+    """The shards a run reads, checked, and what the model will see."""
+
+    manifest: dict
+    fmt: Any
+    spec: InputSpec
+    train_rows: int
+    test_rows: int
+
+
+def plan_data(cfg: DictConfig) -> DataPlan:
+    """Load and verify the manifest and shards; derive the model's input."""
+    manifest = load_manifest(cfg.data.path, dataset=cfg.data.name)
+    for split in (cfg.data.train_split, cfg.data.test_split):
+        if split not in manifest["splits"]:
+            raise DataError(f"dataset at {cfg.data.path} has no split {split!r}; it has {sorted(manifest['splits'])}")
+    verify_shards(cfg.data.path, manifest, [cfg.data.train_split, cfg.data.test_split], checksums=cfg.data.verify_checksums)
+    train_rows = split_rows(manifest, cfg.data.train_split, cfg.data.limit)
+    test_rows = split_rows(manifest, cfg.data.test_split, cfg.data.test_limit)
+    if train_rows == 0 or test_rows == 0:
+        raise DataError(f"dataset at {cfg.data.path} has an empty split (train {train_rows}, test {test_rows} rows)")
+    channels = int(manifest["image"]["channels"])
+    mean, std = normalization(cfg.train.normalize, get_dataset(cfg.data.name), manifest, channels)
+    fmt = image_format(manifest, mean, std, cfg.data.resize)
+    classes = cfg.model.num_classes or int(manifest["num_classes"])
+    spec = InputSpec(cfg.model.in_channels or channels, fmt.output_size, classes)
+    return DataPlan(manifest, fmt, spec, train_rows, test_rows)
+
+
+def run_tags(cfg: DictConfig, world_size: int, device: str) -> Dict[str, Any]:
+    return {
+        "raysys.preset": cfg.preset,
+        "raysys.paper": cfg.paper,
+        "raysys.seed": cfg.seed,
+        "raysys.version": raysys.__version__,
+        "raysys.world_size": world_size,
+        "raysys.device": device,
+        "mlflow.source.git.commit": runs.git_commit(Path(__file__).parent),
+    }
+
+
+class ProgressBar:
+    """tqdm on the driver, fed by rank 0 through a Ray queue."""
+
+    def __init__(self, total: int, desc: str):
+        from ray.util.queue import Queue
+        from tqdm.auto import tqdm
+
+        self.queue = Queue(maxsize=1000)
+        self.bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
+
+    def follow(self, worker: threading.Thread) -> None:
+        from ray.util.queue import Empty
+
+        while worker.is_alive() or not self.queue.empty():
+            try:
+                metrics = self.queue.get(timeout=0.5)
+            except Empty:
+                continue
+            self.bar.n = int(metrics["epoch"])
+            shown = {k: metrics[k] for k in ("train_loss", "test_acc", "images_per_sec") if k in metrics}
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        import ray
+
+        ray.kill(self.queue.actor)
+
+
+def _fit_with_progress(trainer, progress: Optional[ProgressBar]):
+    outcome: Dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, name="raysys-fit", daemon=True)
+    thread.start()
+    if progress is not None:
+        progress.follow(thread)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost worker error of a Ray Train failure, as one line."""
+    seen = exc
+    for attr in ("worker_failures", "controller_failure"):
+        failures = getattr(exc, attr, None)
+        if isinstance(failures, dict) and failures:
+            seen = next(iter(failures.values()))
+        elif isinstance(failures, BaseException):
+            seen = failures
+    while getattr(seen, "cause", None) is not None and seen.cause is not seen:
+        seen = seen.cause
+    text = str(seen).strip()
+    for marker in ("TrainingError:", "FloatingPointError:", "DataError:", "CheckpointError:"):
+        if marker in text:
+            return text.split(marker, 1)[1].strip().splitlines()[0]
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{type(seen).__name__}: {lines[-1] if lines else ''}".strip()
+
+
+def run_training(cfg: DictConfig, *, progress: bool = True, parent_run_id: str = "") -> Dict[str, Any]:
+    """Train ``cfg`` on Ray and return the final metrics with run id and tracking URI."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    plan = plan_data(cfg)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    if cfg.tracking.enabled:
+        check_reachable(uri)
+    storage_path = resolve_storage_path(cfg.checkpoint.storage_path)
+    ensure_ray(min_cpus=cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + 1)
+    use_gpu = wants_gpu(cfg.scaling.use_gpu)
+    check_capacity(cfg.scaling.num_workers, cfg.scaling.cpus_per_worker, use_gpu)
+    device = "cuda" if use_gpu else "cpu"
+
+    run_id = ""
+    if cfg.tracking.enabled:
+        exp_id = runs.experiment_id(uri, cfg.tracking.experiment or cfg.paper or "raysys")
+        run_id, resumed = runs.open_run(uri, exp_id, cfg.run_name, run_tags(cfg, cfg.scaling.num_workers, device), parent_run_id)
+        if not resumed:
+            runs.log_params(uri, run_id, flatten(cfg))
+            runs.log_text(uri, run_id, to_yaml(cfg), "config.yaml")
+    bar = None
+    try:
+        datasets = build_datasets(
+            cfg.data.path, plan.manifest,
+            {"train": (cfg.data.train_split, cfg.data.limit), "test": (cfg.data.test_split, cfg.data.test_limit)},
+            plan.fmt, cfg.seed,
+        )
+        bar = ProgressBar(cfg.train.epochs, cfg.run_name) if progress else None
+        per_worker_rows = plan.train_rows // cfg.scaling.num_workers
+        loop_config = {
+            "config": OmegaConf.to_container(cfg),
+            "format": dataclasses.asdict(plan.fmt),
+            "input": dataclasses.asdict(plan.spec),
+            "train_rows": plan.train_rows,
+            "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
+            "tracking_uri": uri if cfg.tracking.enabled else "",
+            "run_id": run_id,
+            "progress": bar.queue if bar else None,
+        }
+        trainer = TorchTrainer(
+            _worker_entry,
+            train_loop_config=loop_config,
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
+                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
+            ),
+            run_config=ray.train.RunConfig(
+                name=cfg.run_name, storage_path=storage_path,
+                failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+            ),
+            datasets=datasets,
+            dataset_config=train_eval_data_config(),
+        )
+        result = _fit_with_progress(trainer, bar)
+    except KeyboardInterrupt:
+        if run_id:
+            runs.finish(uri, run_id, "KILLED", "interrupted by the user")
+        raise
+    except RaysysError as exc:
+        if run_id:
+            runs.finish(uri, run_id, "FAILED", str(exc))
+        raise
+    except Exception as exc:
+        reason = _root_cause(exc)
+        if run_id:
+            runs.finish(uri, run_id, "FAILED", reason)
+        raise TrainingError(f"training run {cfg.run_name!r} failed: {reason}") from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    return _finish(cfg, result, uri, run_id)
+
+
+def _finish(cfg: DictConfig, result, uri: str, run_id: str) -> Dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    final_checkpoint = ""
+    if result.checkpoint is not None:
+        final_checkpoint = result.checkpoint.path
+        if run_id and cfg.tracking.log_checkpoint:
+            with result.checkpoint.as_directory() as directory:
+                runs.log_artifact_files(uri, run_id, [Path(directory) / ckpt.STATE_FILE], "checkpoint")
+    if run_id:
+        runs.finish(uri, run_id, "FINISHED")
+    summary = {
+        "run_id": run_id,
+        "run_name": cfg.run_name,
+        "test_accuracy": metrics.get("test_acc"),
+        "epochs": metrics.get("epoch"),
+        "checkpoint": final_checkpoint,
+        "tracking_uri": uri,
+    }
+    return summary
+
+
+def _worker_entry(loop_config: Dict[str, Any]) -> None:
+    # Imported on the worker, so the driver never pays for the loop's imports twice.
+    from raysys.train.loop import train_loop_per_worker
+
+    train_loop_per_worker(loop_config)

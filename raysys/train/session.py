@@ -1,0 +1,70 @@
+"""Connecting to Ray: the cluster of ``ray job submit``, or an embedded local one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raysys.errors import ConfigError
+
+
+def ensure_ray(min_cpus: int = 0) -> None:
+    """Join the cluster in RAY_ADDRESS, or start a new local Ray sized for this machine.
+
+    A local Ray advertises at least ``min_cpus`` logical CPUs: the Train workers
+    take theirs and Ray Data's read tasks still find a slot, instead of waiting
+    forever on a 2-core laptop.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+        return
+    num_cpus = max(os.cpu_count() or 1, min_cpus)
+    # The dashboard (on 127.0.0.1) serves the state API that Ray Train's
+    # placement-group cleaner polls; without it the cleaner logs errors.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True, configure_logging=False)
+
+
+def resolve_storage_path(configured: str) -> str:
+    """An absolute local path or a URI for Ray Train's run storage (default ./runs)."""
+    if "://" in configured:
+        return configured
+    path = Path(configured or "runs").expanduser()
+    return str(path.resolve())
+
+
+def cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0))
+
+
+def check_capacity(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> None:
+    """Refuse a worker count the cluster can never hold (the run would wait forever)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    if num_workers * cpus_per_worker > cpus:
+        raise ConfigError(
+            f"scaling.num_workers={num_workers} x scaling.cpus_per_worker={cpus_per_worker} needs "
+            f"{num_workers * cpus_per_worker} CPUs; the cluster has {cpus:g}"
+        )
+    if use_gpu and num_workers > gpus:
+        raise ConfigError(f"scaling.num_workers={num_workers} needs {num_workers} GPUs; the cluster has {gpus:g}")
+
+
+def wants_gpu(setting: str) -> bool:
+    """scaling.use_gpu: "auto" uses GPUs when the cluster has any."""
+    value = str(setting).lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    if value != "auto":
+        raise ConfigError(f"bad value for 'scaling.use_gpu': {setting!r} is not one of ['auto', 'false', 'true']")
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0

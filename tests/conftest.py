@@ -1,0 +1,55 @@
+"""Shared fixtures: real Fashion-MNIST shards, one local Ray for the session, a scratch cwd."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+FASHION_DIR = Path(os.environ.get("RAYSYS_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
+REPO = Path(__file__).resolve().parents[1]
+
+# Quiet Ray Data's progress bars in test logs.
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+
+
+@pytest.fixture(scope="session")
+def fashion_shards(tmp_path_factory) -> Path:
+    """The real Fashion-MNIST (Debian's dataset-fashion-mnist) as Parquet shards."""
+    if not FASHION_DIR.is_dir():
+        pytest.fail(f"{FASHION_DIR} is missing: `make test` installs Debian's dataset-fashion-mnist")
+    from pipelines.prepare import prepare
+
+    out = tmp_path_factory.mktemp("shards") / "fashion-mnist"
+    prepare("fashion-mnist", str(FASHION_DIR), str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for every in-process test (starting Ray costs seconds)."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A scratch working directory: runs/ and mlflow.db land here."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
+    """``python -m raysys ...`` in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "raysys", *args], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,140 @@
+"""End to end on real components: Fashion-MNIST shards -> Ray Data -> Ray Train DDP -> MLflow."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import raysys.catalog  # noqa: F401
+from raysys.config import load_config
+from raysys.errors import DataError, TrainingError
+from raysys.train import checkpoint as ckpt
+from raysys.train.run import run_training
+from tests.conftest import REPO
+
+DEMO = "cifar-resnet/fashion-mnist-resnet20"
+
+
+def small_config(shards: Path, workdir: Path, *extra: str):
+    return load_config(DEMO, [
+        f"data.path={shards}", "data.limit=1024", "data.test_limit=500", "train.epochs=2",
+        "train.batch_size=64", f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}",
+        f"checkpoint.storage_path={workdir / 'runs'}", *extra,
+    ])
+
+
+def mlflow_client(workdir: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def history(client, run_id: str, key: str):
+    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_cluster, workdir):
+    cfg = small_config(fashion_shards, workdir, "scaling.num_workers=2", "seed=1")
+    summary = run_training(cfg, progress=False)
+
+    client = mlflow_client(workdir)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == cfg.run_name
+    assert client.get_experiment(run.info.experiment_id).name == "cifar-resnet"
+    # The full resolved config, flattened, as params.
+    assert run.data.params["train.epochs"] == "2"
+    assert run.data.params["model.name"] == "cifar_resnet20"
+    assert run.data.params["scaling.num_workers"] == "2"
+    tags = run.data.tags
+    assert tags["raysys.preset"] == DEMO and tags["raysys.seed"] == "1"
+    assert tags["raysys.world_size"] == "2" and tags["raysys.device"] == "cpu"
+    assert tags["raysys.version"] and tags["mlflow.source.git.commit"]
+    # Metrics per epoch with step = epoch.
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "images_per_sec", "lr"):
+        assert [step for step, _ in history(client, run.info.run_id, key)] == [1, 2], key
+    # Evaluation counted every test example exactly once across the two workers.
+    assert [value for _, value in history(client, run.info.run_id, "test_count")] == [500, 500]
+    assert summary["test_accuracy"] == pytest.approx(history(client, run.info.run_id, "test_acc")[-1][1])
+    assert summary["test_accuracy"] > 0.3  # chance is 0.1
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "checkpoint"} <= artifacts
+    local = client.download_artifacts(run.info.run_id, "checkpoint/state.pt", str(workdir))
+    state = ckpt.load_file(Path(local))
+    assert state["epoch"] == 2
+    assert set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
+    assert state["config"]["run_name"] == cfg.run_name
+
+    # Running the finished run again trains nothing and keeps one run with no duplicate steps.
+    again = run_training(cfg, progress=False)
+    assert again["run_id"] == summary["run_id"]
+    assert [step for step, _ in history(client, run.info.run_id, "test_acc")] == [1, 2]
+    assert client.get_run(summary["run_id"]).info.status == "FINISHED"
+
+
+def test_same_seed_on_one_worker_gives_identical_metrics(fashion_shards, ray_cluster, workdir):
+    client = mlflow_client(workdir)
+    results = []
+    for name in ("det-a", "det-b"):
+        cfg = small_config(fashion_shards, workdir, "scaling.num_workers=1", "seed=5", f"run_name={name}", "data.limit=512")
+        run_id = run_training(cfg, progress=False)["run_id"]
+        results.append({k: history(client, run_id, k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
+    assert results[0] == results[1]
+
+
+def test_nan_loss_stops_the_run_and_marks_it_failed(fashion_shards, ray_cluster, workdir):
+    cfg = small_config(fashion_shards, workdir, "scaling.num_workers=1", "train.lr=1e30", "train.scheduler=constant",
+                       "failure.max_failures=0", "run_name=nan-run")
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch 1, batch \d+"):
+        run_training(cfg, progress=False)
+    client = mlflow_client(workdir)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()], "attributes.run_name = 'nan-run'")
+    assert run.info.status == "FAILED"
+    assert "non-finite loss" in run.data.tags["raysys.failure_reason"]
+
+
+def test_missing_shards_are_refused_before_ray_starts(workdir):
+    cfg = load_config(DEMO, [f"data.path={workdir / 'nowhere'}"])
+    with pytest.raises(DataError, match=r"run `python -m raysys prepare fashion-mnist"):
+        run_training(cfg, progress=False)
+    assert not (workdir / "mlflow.db").exists()
+
+
+def _checkpoints(storage: Path, name: str):
+    return sorted(p for p in (storage / name).glob("checkpoint_*") if p.is_dir())
+
+
+def test_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(fashion_shards, tmp_path):
+    args = [
+        sys.executable, "-m", "raysys", "train", DEMO, f"data.path={fashion_shards}", "data.limit=2048",
+        "data.test_limit=256", "train.epochs=3", "train.batch_size=64", "scaling.num_workers=1", "run_name=killed",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"checkpoint.storage_path={tmp_path / 'runs'}", "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while not _checkpoints(tmp_path / "runs", "killed") and time.time() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    assert _checkpoints(tmp_path / "runs", "killed"), "no checkpoint appeared"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+
+    second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    client = mlflow_client(tmp_path)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "attributes.run_name = 'killed'")
+    assert len(runs) == 1  # the same MLflow run, resumed
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert [step for step, _ in history(client, run.info.run_id, "test_acc")] == [1, 2, 3]
+    state = ckpt.load_file(_checkpoints(tmp_path / "runs", "killed")[-1])
+    assert state["epoch"] == 3
+    assert len(state["history"]) == 3
+    assert isinstance(state["model"]["conv1.weight"], torch.Tensor)
