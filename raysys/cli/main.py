@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import pkgutil
 import sys
 from typing import List, Optional
 
@@ -10,8 +12,17 @@ from raysys.cli.registry import COMMANDS
 from raysys.errors import RaysysError
 
 
+def _import_command_modules() -> None:
+    """Every module in raysys/cli registers its subcommands on import."""
+    import raysys.cli
+
+    for module in pkgutil.iter_modules(raysys.cli.__path__):
+        if module.name not in ("main", "registry"):
+            importlib.import_module(f"raysys.cli.{module.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from raysys.cli import commands  # noqa: F401  (registers the subcommands)
+    _import_command_modules()
 
     parser = argparse.ArgumentParser(prog="python -m raysys", description="Structured-convolution experiments on Ray.")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
