@@ -9,5 +9,6 @@ import raysys.data.formats  # noqa: F401
 import raysys.data.normalization  # noqa: F401
 import raysys.legacy  # noqa: F401
 import raysys.models  # noqa: F401
+import raysys.models.antialiased  # noqa: F401
 import raysys.train.optim  # noqa: F401
 import raysys.train.recipes  # noqa: F401

@@ -39,7 +39,11 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     return f" (did you mean: {', '.join(matches)}?)" if matches else ""
 
 
+MAX_LISTED = 12
+
+
 def one_of(value: object, allowed: Iterable[str]) -> str:
-    """'X is not one of [...]' with close-match suggestions."""
+    """'X is not one of [...]' with close-match suggestions; long lists are counted, not printed."""
     allowed = sorted(set(allowed))
-    return f"{value!r} is not one of {allowed}{did_you_mean(str(value), allowed)}"
+    listed = str(allowed) if len(allowed) <= MAX_LISTED else f"the {len(allowed)} known names"
+    return f"{value!r} is not one of {listed}{did_you_mean(str(value), allowed)}"

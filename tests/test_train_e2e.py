@@ -39,9 +39,11 @@ def history(client, run_id: str, key: str):
     return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
-def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_cluster, workdir):
+def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_cluster, workdir, capsys):
     cfg = small_config(fashion_shards, workdir, "scaling.num_workers=2", "seed=1")
-    summary = run_training(cfg, progress=False)
+    summary = run_training(cfg, progress=True)
+    progress = capsys.readouterr().err
+    assert "2/2" in progress and "test_acc=" in progress  # the driver's tqdm bar followed the epochs
 
     client = mlflow_client(workdir)
     run = client.get_run(summary["run_id"])
@@ -118,10 +120,13 @@ def test_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(fashion_s
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     while not _checkpoints(tmp_path / "runs", "killed") and time.time() < deadline and first.poll() is None:
         time.sleep(0.5)
-    assert _checkpoints(tmp_path / "runs", "killed"), "no checkpoint appeared"
+    if not _checkpoints(tmp_path / "runs", "killed"):
+        os.killpg(first.pid, signal.SIGKILL)
+        output = first.communicate(timeout=60)[0].decode(errors="replace")
+        pytest.fail(f"no checkpoint appeared (exit code {first.returncode}):\n{output[-4000:]}")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
 

@@ -48,9 +48,9 @@ def experiment_id(uri: str, name: str) -> str:
         return mlflow_client.get_experiment_by_name(name).experiment_id
 
 
-def find_run(uri: str, exp_id: str, run_name: str, extra_filter: str = ""):
-    """The newest run of this experiment with that raysys run name, or None."""
-    query = f"tags.`{RUN_NAME_TAG}` = '{run_name}'"
+def find_run(uri: str, exp_id: str, run_name: str, extra_filter: str = "", tag: str = RUN_NAME_TAG):
+    """The newest run of this experiment whose ``tag`` (default: the raysys run name) is ``run_name``, or None."""
+    query = f"tags.`{tag}` = '{run_name}'"
     if extra_filter:
         query += f" and {extra_filter}"
     runs = client(uri).search_runs([exp_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=1)
@@ -102,14 +102,18 @@ def set_tags(uri: str, run_id: str, tags: Dict[str, Any]) -> None:
     client(uri).log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
 
 
-def open_run(uri: str, exp_id: str, run_name: str, tags: Dict[str, Any], parent_run_id: str = "") -> tuple[str, bool]:
-    """(run_id, resumed): reopen the run of that name, or create it."""
-    existing = find_run(uri, exp_id, run_name)
+def open_run(
+    uri: str, exp_id: str, run_name: str, tags: Dict[str, Any], parent_run_id: str = "", name_tag: str = RUN_NAME_TAG,
+) -> tuple[str, bool]:
+    """(run_id, resumed): reopen the run whose ``name_tag`` is ``run_name``, or create it."""
+    existing = find_run(uri, exp_id, run_name, tag=name_tag)
     mlflow_client = client(uri)
     if existing is not None:
         mlflow_client.update_run(existing.info.run_id, status="RUNNING")
+        if parent_run_id:
+            mlflow_client.set_tag(existing.info.run_id, "mlflow.parentRunId", parent_run_id)
         return existing.info.run_id, True
-    all_tags = {RUN_NAME_TAG: run_name, **tags}
+    all_tags = {name_tag: run_name, **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = mlflow_client.create_run(exp_id, run_name=run_name, tags={k: redact(str(v)) for k, v in all_tags.items()})

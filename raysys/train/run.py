@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,9 +25,10 @@ from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows
 from raysys.errors import ConfigError, DataError, RaysysError, TrainingError
 from raysys.models import InputSpec
 from raysys.track import runs
-from raysys.track.uri import check_reachable, resolve_tracking_uri
+from raysys.track.uri import check_reachable
 from raysys.train import checkpoint as ckpt
-from raysys.train.session import check_capacity, ensure_ray, resolve_storage_path, wants_gpu
+from raysys.train.locations import pin_locations
+from raysys.train.session import check_capacity, ensure_ray, wants_gpu
 
 
 @dataclass
@@ -139,16 +140,23 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(seen).__name__}: {lines[-1] if lines else ''}".strip()
 
 
-def run_training(cfg: DictConfig, *, progress: bool = True, parent_run_id: str = "") -> Dict[str, Any]:
-    """Train ``cfg`` on Ray and return the final metrics with run id and tracking URI."""
+def run_training(
+    cfg: DictConfig, *, progress: bool = True, parent_run_id: str = "", callbacks: Sequence[Any] = (),
+) -> Dict[str, Any]:
+    """Train ``cfg`` on Ray and return the final metrics with run id and tracking URI.
+
+    ``parent_run_id`` makes the MLflow run a child (of a sweep); ``callbacks`` are
+    Ray Train user callbacks (a sweep passes Tune's report callback).
+    """
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    pin_locations(cfg)
     plan = plan_data(cfg)
-    uri = resolve_tracking_uri(cfg.tracking.uri)
+    uri = cfg.tracking.uri
     if cfg.tracking.enabled:
         check_reachable(uri)
-    storage_path = resolve_storage_path(cfg.checkpoint.storage_path)
+    storage_path = cfg.checkpoint.storage_path
     ensure_ray(min_cpus=cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + 1)
     use_gpu = wants_gpu(cfg.scaling.use_gpu)
     check_capacity(cfg.scaling.num_workers, cfg.scaling.cpus_per_worker, use_gpu)
@@ -191,11 +199,13 @@ def run_training(cfg: DictConfig, *, progress: bool = True, parent_run_id: str =
                 name=cfg.run_name, storage_path=storage_path,
                 failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+                callbacks=list(callbacks) or None,
             ),
             datasets=datasets,
             dataset_config=train_eval_data_config(),
         )
         result = _fit_with_progress(trainer, bar)
+        return _finish(cfg, result, uri, run_id)
     except KeyboardInterrupt:
         if run_id:
             runs.finish(uri, run_id, "KILLED", "interrupted by the user")
@@ -212,7 +222,6 @@ def run_training(cfg: DictConfig, *, progress: bool = True, parent_run_id: str =
     finally:
         if bar is not None:
             bar.close()
-    return _finish(cfg, result, uri, run_id)
 
 
 def _finish(cfg: DictConfig, result, uri: str, run_id: str) -> Dict[str, Any]:
@@ -237,7 +246,8 @@ def _finish(cfg: DictConfig, result, uri: str, run_id: str) -> Dict[str, Any]:
 
 
 def _worker_entry(loop_config: Dict[str, Any]) -> None:
-    # Imported on the worker, so the driver never pays for the loop's imports twice.
+    # A fresh worker process: register every config section and model first.
+    import raysys.catalog  # noqa: F401
     from raysys.train.loop import train_loop_per_worker
 
     train_loop_per_worker(loop_config)

@@ -10,9 +10,9 @@ from raysys.errors import ConfigError
 def ensure_ray(min_cpus: int = 0) -> None:
     """Join the cluster in RAY_ADDRESS, or start a new local Ray sized for this machine.
 
-    A local Ray advertises at least ``min_cpus`` logical CPUs: the Train workers
-    take theirs and Ray Data's read tasks still find a slot, instead of waiting
-    forever on a 2-core laptop.
+    A local Ray advertises one logical CPU more than the machine has (and at
+    least ``min_cpus``): the Train workers take theirs and Ray Data's read tasks
+    still find a slot, instead of waiting forever on a 2-core laptop.
     """
     import ray
 
@@ -21,7 +21,7 @@ def ensure_ray(min_cpus: int = 0) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
         return
-    num_cpus = max(os.cpu_count() or 1, min_cpus)
+    num_cpus = max((os.cpu_count() or 1) + 1, min_cpus)
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's
     # placement-group cleaner polls; without it the cleaner logs errors.
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True, configure_logging=False)

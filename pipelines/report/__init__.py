@@ -1,0 +1,1 @@
+"""MLflow -> the papers' tables and figures (``python -m raysys report <name>``)."""

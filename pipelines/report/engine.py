@@ -1,0 +1,194 @@
+"""The report engine: MLflow runs -> a paper's table (Markdown, CSV) and figures.
+
+A report is a small registered :class:`ReportDefinition`: the tune space whose
+rows and seeds it covers, the metric, and the published numbers. For every
+row and seed the engine computes the exact run name that ``raysys train``
+gives that config, finds the FINISHED run with MLflow's search API, and
+aggregates over seeds (mean ± std, n). Missing runs are listed, never
+silently averaged away.
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from raysys.config.loader import load_config
+from raysys.errors import ConfigError
+from raysys.registry import Registry
+from raysys.track import runs
+from raysys.train.locations import pin_locations
+from raysys.tune.space import Space, load_space
+
+SPACES_DIR = Path(__file__).resolve().parents[2] / "tune_spaces"
+
+
+@dataclass(frozen=True)
+class ReportDefinition:
+    """Which runs (a tune space), which metric, which layout, the published numbers."""
+
+    name: str
+    title: str
+    space: str  # file name in tune_spaces/
+    metric: str = "test_acc"
+    scale: float = 100.0  # the metric is a fraction; tables show percent
+    published: Dict[str, float] = field(default_factory=dict)  # row label -> paper's number (shown scale)
+    published_source: str = ""
+    curve_metric: str = "test_acc"
+
+    def space_path(self) -> Path:
+        return SPACES_DIR / self.space
+
+
+REPORTS: Registry[ReportDefinition] = Registry("report")
+
+
+def register_report(definition: ReportDefinition) -> ReportDefinition:
+    REPORTS.add(definition.name, definition)
+    return definition
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    run_name: str
+    run_id: str = ""
+    value: Optional[float] = None
+
+
+@dataclass
+class RowResult:
+    label: str
+    runs: List[SeedRun]
+    published: Optional[float]
+
+    @property
+    def values(self) -> List[float]:
+        return [r.value for r in self.runs if r.value is not None]
+
+    @property
+    def missing_seeds(self) -> List[int]:
+        return [r.seed for r in self.runs if r.value is None]
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> Optional[float]:
+        values = self.values
+        if not values:
+            return None
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    @property
+    def difference(self) -> Optional[float]:
+        return None if self.mean is None or self.published is None else self.mean - self.published
+
+
+@dataclass
+class Report:
+    definition: ReportDefinition
+    space: Space
+    rows: List[RowResult]
+    tracking_uri: str
+    parent_run_id: str = ""
+
+    @property
+    def missing(self) -> Dict[str, List[int]]:
+        return {row.label: row.missing_seeds for row in self.rows if row.missing_seeds}
+
+
+def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (), tracking_uri: str = "") -> Report:
+    """Find every (row, seed) run of the report in MLflow and read its final metric."""
+    space = load_space(space_path or definition.space_path(), space_overrides)
+    experiment = space.experiment or load_config(space.rows[0].preset).paper
+    uri = tracking_uri
+    rows = []
+    for row in space.rows:
+        seed_runs = []
+        for seed in space.seeds:
+            cfg = pin_locations(load_config(row.preset, [*row.overrides, f"seed={seed}", f"tracking.experiment={experiment}"]))
+            uri = uri or cfg.tracking.uri
+            seed_runs.append(SeedRun(seed, cfg.run_name))
+        rows.append(RowResult(row.label, seed_runs, definition.published.get(row.label)))
+    mlflow_client = runs.client(uri)
+    experiment_obj = mlflow_client.get_experiment_by_name(experiment)
+    parent_id = ""
+    if experiment_obj is not None:
+        for row in rows:
+            for seed_run in row.runs:
+                found = runs.find_run(uri, experiment_obj.experiment_id, seed_run.run_name, "attributes.status = 'FINISHED'")
+                if found is not None and definition.metric in found.data.metrics:
+                    seed_run.run_id = found.info.run_id
+                    seed_run.value = found.data.metrics[definition.metric] * definition.scale
+        parent = runs.find_run(uri, experiment_obj.experiment_id, space.name, tag="raysys.sweep")
+        parent_id = parent.info.run_id if parent else ""
+    return Report(definition, space, rows, uri, parent_id)
+
+
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def write_tables(report: Report, out: Path) -> List[Path]:
+    """table.md and table.csv: ours (mean ± std, n) beside the published number."""
+    out.mkdir(parents=True, exist_ok=True)
+    d = report.definition
+    header = ["row", "mean", "std", "n", "seeds", "missing_seeds", "published", "difference"]
+    with open(out / "table.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in report.rows:
+            writer.writerow([
+                row.label, _fmt(row.mean, 4), _fmt(row.std, 4), len(row.values), len(row.runs),
+                " ".join(map(str, row.missing_seeds)), _fmt(row.published, 4), _fmt(row.difference, 4),
+            ])
+    lines = [f"# {d.title}", "", f"Metric: `{d.metric}` ×{d.scale:g}, mean ± std over seeds {report.space.seeds}.", ""]
+    if d.published_source:
+        lines += [f"Published: {d.published_source}.", ""]
+    lines += ["| row | ours | n | published | Δ | missing seeds |", "|---|---|---|---|---|---|"]
+    for row in report.rows:
+        ours = f"{row.mean:.2f} ± {row.std:.2f}" if row.mean is not None else "—"
+        delta = f"{row.difference:+.2f}" if row.difference is not None else "—"
+        published = _fmt(row.published) or "—"
+        missing = ", ".join(map(str, row.missing_seeds)) or "—"
+        lines.append(f"| {row.label} | {ours} | {len(row.values)}/{len(row.runs)} | {published} | {delta} | {missing} |")
+    if report.missing:
+        lines += ["", f"**Incomplete:** {sum(map(len, report.missing.values()))} runs missing; rows average only the seeds present (n)."]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    return [out / "table.md", out / "table.csv"]
+
+
+def build_report(name: str, out: Path, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (),
+                 tracking_uri: str = "", log_to_mlflow: bool = True) -> Report:
+    """Collect, write the tables and figures to ``out``, and log them to the sweep's parent run."""
+    from pipelines.report import figures
+
+    definition = REPORTS.get(name)
+    report = collect(definition, space_path=space_path, space_overrides=space_overrides, tracking_uri=tracking_uri)
+    target = Path(out) / name
+    files = write_tables(report, target)
+    files += figures.draw_all(report, target)
+    if log_to_mlflow and report.parent_run_id:
+        runs.log_artifact_files(report.tracking_uri, report.parent_run_id, files, "report")
+    return report
+
+
+def summary(report: Report, out: Path) -> dict:
+    return {
+        "report": report.definition.name,
+        "out": str(Path(out) / report.definition.name),
+        "parent_run_id": report.parent_run_id,
+        "rows": [{"row": r.label, "mean": r.mean, "std": r.std, "n": len(r.values), "published": r.published} for r in report.rows],
+        "missing": report.missing,
+    }
+
+
+def require_known(name: str) -> None:
+    if name not in REPORTS:
+        REPORTS.get(name)  # raises ConfigError with suggestions
+    if not REPORTS.get(name).space_path().is_file():
+        raise ConfigError(f"report {name!r}: its tune space {REPORTS.get(name).space_path()} is missing")

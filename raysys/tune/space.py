@@ -1,0 +1,196 @@
+"""Tune spaces: one YAML per paper table or figure, expanded into trials.
+
+A space names rows (presets, each with optional overrides and a label), a grid
+of overrides crossed with every row, optional random choices, the seeds, the
+concurrency and the report it feeds. See docs/sweeps.md for the format.
+
+Random choices are drawn here, once, from ``random_seed``: a re-run of the
+same space names the same trials, which is what makes sweeps idempotent.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import yaml
+
+from raysys.config.loader import load_config, parse_override
+from raysys.errors import ConfigError, did_you_mean
+
+SPACE_FIELDS = (
+    "name", "description", "report", "experiment", "presets", "preset", "overrides",
+    "grid", "random", "num_samples", "random_seed", "seeds", "max_concurrent",
+)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of a sweep: a row's preset and overrides at one seed."""
+
+    label: str
+    preset: str
+    overrides: tuple
+    seed: int
+
+    def argv(self) -> List[str]:
+        return [*self.overrides, f"seed={self.seed}"]
+
+
+@dataclass
+class Row:
+    label: str
+    preset: str
+    overrides: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Space:
+    name: str
+    rows: List[Row]
+    seeds: List[int]
+    report: str = ""
+    experiment: str = ""
+    description: str = ""
+    max_concurrent: int = 0
+    source: Dict[str, Any] = field(default_factory=dict)
+
+    def trials(self) -> List[Trial]:
+        return [Trial(r.label, r.preset, tuple(r.overrides), s) for r in self.rows for s in self.seeds]
+
+
+def _seeds(value: Any) -> List[int]:
+    """A list, ``{range: [start, stop]}`` (stop exclusive) or "a-b" (inclusive)."""
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return list(value)
+    if isinstance(value, dict) and set(value) == {"range"} and len(value["range"]) == 2:
+        return list(range(int(value["range"][0]), int(value["range"][1])))
+    if isinstance(value, str) and "-" in value:
+        start, stop = value.split("-", 1)
+        if start.strip().isdigit() and stop.strip().isdigit():
+            return list(range(int(start), int(stop) + 1))
+    raise ConfigError(f"space field 'seeds': {value!r} is not a list of ints, {{range: [a, b]}} or 'a-b'")
+
+
+def _override_text(key: str, value: Any) -> str:
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def _sample(spec: Any, key: str, rng: random.Random) -> Any:
+    if isinstance(spec, list):
+        return rng.choice(spec)
+    if isinstance(spec, dict) and len(spec) == 1:
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            return rng.choice(list(args))
+        if kind == "uniform":
+            return rng.uniform(float(args[0]), float(args[1]))
+        if kind == "loguniform":
+            import math
+
+            return math.exp(rng.uniform(math.log(float(args[0])), math.log(float(args[1]))))
+        if kind == "randint":
+            return rng.randrange(int(args[0]), int(args[1]))
+    raise ConfigError(f"space random.{key}: {spec!r} is not a list or one of choice/uniform/loguniform/randint")
+
+
+def _rows(data: Dict[str, Any]) -> List[Row]:
+    if "presets" in data and "preset" in data:
+        raise ConfigError("space: give either 'presets' (a list of rows) or 'preset', not both")
+    entries = data.get("presets")
+    if entries is None:
+        if not data.get("preset"):
+            raise ConfigError("space names no preset: give 'presets: [...]' or 'preset: <name>'")
+        entries = [data["preset"]]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("space field 'presets' must be a non-empty list")
+    rows = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"preset": entry}
+        if not isinstance(entry, dict) or "preset" not in entry:
+            raise ConfigError(f"space row {entry!r} must be a preset name or a mapping with 'preset'")
+        unknown = set(entry) - {"preset", "overrides", "label"}
+        if unknown:
+            raise ConfigError(f"space row {entry['preset']!r}: unknown field {sorted(unknown)[0]!r} (allowed: preset, overrides, label)")
+        overrides = [str(o) for o in entry.get("overrides", [])]
+        rows.append(Row(str(entry.get("label") or entry["preset"].split("/")[-1]), str(entry["preset"]), overrides))
+    return rows
+
+
+def _expand(data: Dict[str, Any]) -> List[Row]:
+    base_rows = _rows(data)
+    fixed = [str(o) for o in data.get("overrides", [])]
+    grid = data.get("grid") or {}
+    if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError("space field 'grid' must map keys to non-empty lists of values")
+    randoms = data.get("random") or {}
+    samples = int(data.get("num_samples", 1)) if randoms else 1
+    rng = random.Random(int(data.get("random_seed", 0)))
+    rows = []
+    points = list(itertools.product(*[[(k, v) for v in values] for k, values in grid.items()])) or [()]
+    for row in base_rows:
+        for point in points:
+            for sample in range(samples):
+                drawn = [(k, _sample(spec, k, rng)) for k, spec in sorted(randoms.items())]
+                extra = [_override_text(k, v) for k, v in [*point, *drawn]]
+                label = row.label
+                if point or drawn:
+                    label += " " + " ".join(f"{k.split('.')[-1]}={v}" for k, v in [*point, *drawn])
+                if randoms and samples > 1:
+                    label += f" #{sample}"
+                rows.append(Row(label, row.preset, [*fixed, *row.overrides, *extra]))
+    return rows
+
+
+def apply_space_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """``field=value`` replaces a space field; a config key (``train.epochs=1``) joins every trial's overrides."""
+    data = dict(data)
+    for item in overrides:
+        key, value = parse_override(item)
+        if key in SPACE_FIELDS:
+            data[key] = value
+        elif "." in key:
+            data["overrides"] = [*data.get("overrides", []), item]
+        else:
+            raise ConfigError(f"unknown space field {key!r}{did_you_mean(key, SPACE_FIELDS)} (config keys need a dot, e.g. train.epochs=1)")
+    return data
+
+
+def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
+    """Read, override and validate a space; every trial's config is checked now, before any trial starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"tune space {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"tune space {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"tune space {path} must hold a mapping")
+    unknown = sorted(set(data) - set(SPACE_FIELDS))
+    if unknown:
+        raise ConfigError(f"tune space {path}: unknown field {unknown[0]!r}{did_you_mean(unknown[0], SPACE_FIELDS)}")
+    data = apply_space_overrides(data, overrides)
+    space = Space(
+        name=str(data.get("name") or path.stem), rows=_expand(data), seeds=_seeds(data.get("seeds", [0])),
+        report=str(data.get("report", "")), experiment=str(data.get("experiment", "")),
+        description=str(data.get("description", "")), max_concurrent=int(data.get("max_concurrent", 0)),
+        source=data,
+    )
+    if not space.seeds:
+        raise ConfigError(f"tune space {path}: 'seeds' is empty")
+    labels = [row.label for row in space.rows]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ConfigError(f"tune space {path}: two rows share the label {duplicates[0]!r}; give them distinct labels")
+    for row in space.rows:
+        try:
+            load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])
+        except ConfigError as exc:
+            raise ConfigError(f"tune space {path}, row {row.label!r}: {exc}") from None
+    return space

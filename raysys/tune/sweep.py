@@ -1,0 +1,209 @@
+"""Sweeps: a Ray Tune Tuner over a driver function that trains one trial with a TorchTrainer.
+
+The sweep is an MLflow parent run; each trial is a child run made by the same
+``run_training`` as ``raysys train``, so names, params and metrics match. A
+(config, seed) whose run already FINISHED is not trained again; a failed or
+interrupted one is re-run and resumes from its Ray Train checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from raysys.config.loader import from_container, load_config
+from raysys.errors import ConfigError
+from raysys.track import runs
+from raysys.track.uri import check_reachable
+from raysys.train.locations import pin_locations
+from raysys.train.session import ensure_ray
+from raysys.tune.space import Space, Trial
+
+log = logging.getLogger("raysys.sweep")
+SWEEP_TAG = "raysys.sweep"
+TRIAL_DRIVER_CPUS = 0.01
+
+
+@dataclass
+class TrialOutcome:
+    trial: Trial
+    run_name: str
+    status: str  # "finished earlier", "finished", "failed"
+    reason: str = ""
+    test_acc: Optional[float] = None
+    run_id: str = ""
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    parent_run_id: str
+    tracking_uri: str
+    started: int
+    skipped: int
+    outcomes: List[TrialOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> List[TrialOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "sweep": self.name, "parent_run_id": self.parent_run_id, "tracking_uri": self.tracking_uri,
+            "trials": len(self.outcomes), "started": self.started, "skipped": self.skipped,
+            "failed": [{"trial": o.run_name, "reason": o.reason} for o in self.failed],
+        }
+
+
+def trial_configs(space: Space, experiment: str) -> List[DictConfig]:
+    """Every trial's Config, all logging to the sweep's experiment."""
+    configs = []
+    for trial in space.trials():
+        cfg = load_config(trial.preset, [*trial.argv(), f"tracking.experiment={experiment}"])
+        configs.append(pin_locations(cfg))  # trials run in other working directories
+    uris = {cfg.tracking.uri for cfg in configs}
+    if len(uris) > 1:
+        raise ConfigError(f"sweep {space.name!r}: trials log to different tracking.uri values {sorted(uris)}")
+    return configs
+
+
+def default_concurrency(configs: List[DictConfig]) -> int:
+    """How many trials the cluster holds at once, keeping one CPU for Ray Data."""
+    import ray
+
+    per_trial = max(c.scaling.num_workers * c.scaling.cpus_per_worker for c in configs)
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return max(1, math.floor((cpus - 1) / per_trial))
+
+
+def _trial_driver(config: Dict[str, Any]) -> None:
+    """Tune trainable: train one trial; Tune's callback forwards the epoch reports."""
+    import raysys.catalog  # noqa: F401  (a fresh process: register every section and name)
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from raysys.train.run import run_training
+
+    cfg = from_container(config["trial"]["config"])
+    run_training(cfg, progress=False, parent_run_id=config["trial"]["parent_run_id"], callbacks=[TuneReportCallback()])
+
+
+def _error_reason(error: BaseException) -> str:
+    text = str(error)
+    for marker in ("TrainingError: ", "DataError: ", "CheckpointError: ", "ConfigError: "):
+        if marker in text:
+            return text.rsplit(marker, 1)[1].strip().splitlines()[0]
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
+def _summary_table(outcomes: List[TrialOutcome]) -> tuple[str, str]:
+    header = ["label", "seed", "run_name", "status", "test_acc", "reason"]
+    rows = [[o.trial.label, o.trial.seed, o.run_name, o.status, "" if o.test_acc is None else f"{o.test_acc:.4f}", o.reason] for o in outcomes]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *rows])
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return buffer.getvalue(), "\n".join(md) + "\n"
+
+
+def _final_accuracy(uri: str, run_id: str) -> Optional[float]:
+    if not run_id:
+        return None
+    return runs.client(uri).get_run(run_id).data.metrics.get("test_acc")
+
+
+def run_sweep(space: Space, *, max_concurrent: int = 0) -> SweepSummary:
+    """Train every trial of ``space`` not yet FINISHED in MLflow; return what happened."""
+    experiment = space.experiment or load_config(space.rows[0].preset).paper
+    configs = trial_configs(space, experiment)
+    uri = configs[0].tracking.uri
+    check_reachable(uri)
+    exp_id = runs.experiment_id(uri, experiment)
+
+    done, pending = [], []
+    for trial, cfg in zip(space.trials(), configs):
+        finished = runs.find_run(uri, exp_id, cfg.run_name, "attributes.status = 'FINISHED'")
+        (done if finished else pending).append((trial, cfg, finished))
+
+    parent_id, _ = runs.open_run(
+        uri, exp_id, space.name, {SWEEP_TAG: space.name, "raysys.report": space.report, "raysys.trials": len(configs)},
+        name_tag=SWEEP_TAG,
+    )
+    runs.log_text(uri, parent_id, yaml.safe_dump(space.source, sort_keys=False), "space.yaml")
+    outcomes = [TrialOutcome(t, c.run_name, "finished earlier", run_id=r.info.run_id,
+                             test_acc=r.data.metrics.get("test_acc")) for t, c, r in done]
+    if not pending:
+        log.info("sweep %s: all %d trials already FINISHED in MLflow; 0 trainings started", space.name, len(done))
+    else:
+        log.info("sweep %s: %d trials to train, %d already finished", space.name, len(pending), len(done))
+        try:
+            outcomes += _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent)
+        except KeyboardInterrupt:
+            runs.finish(uri, parent_id, "KILLED", "interrupted by the user")
+            raise
+        except Exception as exc:
+            runs.finish(uri, parent_id, "FAILED", f"{type(exc).__name__}: {exc}".splitlines()[0])
+            raise
+    summary = SweepSummary(space.name, parent_id, uri, started=len(pending), skipped=len(done), outcomes=outcomes)
+    _close_parent(summary)
+    return summary
+
+
+def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_concurrent: int) -> List[TrialOutcome]:
+    import ray.tune as tune
+
+    configs = [cfg for _, cfg, _ in pending]
+    per_trial = max(c.scaling.num_workers * c.scaling.cpus_per_worker for c in configs)
+    ensure_ray(min_cpus=per_trial + 1)
+    concurrency = max_concurrent or default_concurrency(configs)
+    log.info("sweep %s: up to %d trials at once", space.name, concurrency)
+    param_space = {
+        "trial": tune.grid_search([
+            {"config": OmegaConf.to_container(cfg), "parent_run_id": parent_id, "name": cfg.run_name} for cfg in configs
+        ])
+    }
+    tuner = tune.Tuner(
+        # The trial only drives its TorchTrainer, which reserves the workers' CPUs;
+        # Tune refuses an empty request, so the driver asks for a sliver.
+        tune.with_resources(_trial_driver, {"CPU": TRIAL_DRIVER_CPUS}),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(
+            name=f"sweep-{space.name}", storage_path=configs[0].checkpoint.storage_path,
+            failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+        ),
+    )
+    grid = tuner.fit()
+    by_name = {}
+    for result in grid:
+        name = result.config["trial"]["name"]
+        by_name[name] = _error_reason(result.error) if result.error else ""
+    outcomes = []
+    for trial, cfg, _ in pending:
+        reason = by_name.get(cfg.run_name, "the trial did not run")
+        run = runs.find_run(uri, exp_id, cfg.run_name)
+        run_id = run.info.run_id if run else ""
+        status = "failed" if reason else "finished"
+        outcomes.append(TrialOutcome(trial, cfg.run_name, status, reason, _final_accuracy(uri, run_id), run_id))
+    return outcomes
+
+
+def _close_parent(summary: SweepSummary) -> None:
+    csv_text, md_text = _summary_table(summary.outcomes)
+    runs.log_text(summary.tracking_uri, summary.parent_run_id, csv_text, "summary.csv")
+    runs.log_text(summary.tracking_uri, summary.parent_run_id, md_text, "summary.md")
+    runs.log_metrics(summary.tracking_uri, summary.parent_run_id, {
+        "trials": len(summary.outcomes), "trials_started": summary.started,
+        "trials_skipped": summary.skipped, "trials_failed": len(summary.failed),
+    }, step=0)
+    if summary.failed:
+        reasons = "; ".join(f"{o.run_name}: {o.reason}" for o in summary.failed)
+        runs.finish(summary.tracking_uri, summary.parent_run_id, "FAILED", f"{len(summary.failed)} of {len(summary.outcomes)} trials failed: {reasons}")
+    else:
+        runs.finish(summary.tracking_uri, summary.parent_run_id, "FINISHED")
