@@ -10,5 +10,6 @@ import raysys.data.normalization  # noqa: F401
 import raysys.legacy  # noqa: F401
 import raysys.models  # noqa: F401
 import raysys.models.antialiased  # noqa: F401
+import raysys.models.flexnet  # noqa: F401
 import raysys.train.optim  # noqa: F401
 import raysys.train.recipes  # noqa: F401
