@@ -99,3 +99,11 @@ def test_cli_lists_presets_grouped_by_paper(tmp_path):
     assert result.returncode == 0
     assert result.stdout.splitlines()[0].startswith("cifar-resnet:")
     assert DEMO in result.stdout
+
+
+def test_overrides_may_follow_options(tmp_path):
+    result = run_cli("train", DEMO, "--print-config", "train.epochs=5", "seed=2", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "epochs: 5" in result.stdout and "seed: 2" in result.stdout
+    bad = run_cli("train", DEMO, "--print-config", "--nope", cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2 and "unrecognized arguments: --nope" in bad.stderr

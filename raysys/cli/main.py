@@ -35,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    # argparse stops filling a trailing positional list at the first option, so
+    # `report NAME --out DIR seeds=0-1` leaves the overrides over: take them back.
+    overrides = [a for a in extras if "=" in a and not a.startswith("-")]
+    if hasattr(args, "overrides") and overrides == extras:
+        args.overrides = [*args.overrides, *overrides]
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         return int(args.handler(args) or 0)
     except RaysysError as exc:
