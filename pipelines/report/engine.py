@@ -104,7 +104,7 @@ class Report:
 def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (), tracking_uri: str = "") -> Report:
     """Find every (row, seed) run of the report in MLflow and read its final metric."""
     space = load_space(space_path or definition.space_path(), space_overrides)
-    experiment = space.experiment or load_config(space.rows[0].preset).paper
+    experiment = space.experiment_name()
     uri = tracking_uri
     rows = []
     for row in space.rows:

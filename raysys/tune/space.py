@@ -60,6 +60,10 @@ class Space:
     def trials(self) -> List[Trial]:
         return [Trial(r.label, r.preset, tuple(r.overrides), s) for r in self.rows for s in self.seeds]
 
+    def experiment_name(self) -> str:
+        """The MLflow experiment of the sweep and its trials: given, or the first preset's paper."""
+        return self.experiment or load_config(self.rows[0].preset).paper
+
 
 def _seeds(value: Any) -> List[int]:
     """A list, ``{range: [start, stop]}`` (stop exclusive) or "a-b" (inclusive)."""

@@ -120,7 +120,7 @@ def _final_accuracy(uri: str, run_id: str) -> Optional[float]:
 
 def run_sweep(space: Space, *, max_concurrent: int = 0) -> SweepSummary:
     """Train every trial of ``space`` not yet FINISHED in MLflow; return what happened."""
-    experiment = space.experiment or load_config(space.rows[0].preset).paper
+    experiment = space.experiment_name()
     configs = trial_configs(space, experiment)
     uri = configs[0].tracking.uri
     check_reachable(uri)
