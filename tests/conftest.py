@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Quiet Ray Data's progress bars in test logs.
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+# A loaded 2-core machine starts the dashboard's modules slower than Ray's 30 s default.
+os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
 
 
 @pytest.fixture(scope="session")

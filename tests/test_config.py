@@ -97,7 +97,8 @@ def test_cli_refuses_bad_input_before_ray_with_one_line(tmp_path):
 def test_cli_lists_presets_grouped_by_paper(tmp_path):
     result = run_cli("presets", cwd=tmp_path, timeout=120)
     assert result.returncode == 0
-    assert result.stdout.splitlines()[0].startswith("cifar-resnet:")
+    papers = [line.split(":")[0] for line in result.stdout.splitlines() if line and not line[0].isspace()]
+    assert "cifar-resnet" in papers and papers == sorted(papers)
     assert DEMO in result.stdout
 
 

@@ -66,6 +66,10 @@ def test_registered_datasets():
             "imagenet16",
             "imagenet32",
             "imagenet64",
+            "stir-aerial",
+            "stir-emoji",
+            "stir-mnist",
+            "stir-trafficsign",
         ]
     )
     assert get_dataset("cifar-10") is get_dataset("cifar10")

@@ -13,7 +13,7 @@ import csv
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from raysys.config.loader import load_config
 from raysys.errors import ConfigError
@@ -23,6 +23,15 @@ from raysys.train.locations import pin_locations
 from raysys.tune.space import Space, load_space
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "tune_spaces"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A further metric per row, beside the main one (e.g. the source and out-of-the-box accuracy)."""
+
+    label: str
+    metric: str
+    published: Dict[str, float] = field(default_factory=dict)  # row label -> paper's number (shown scale)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,10 @@ class ReportDefinition:
     published: Dict[str, float] = field(default_factory=dict)  # row label -> paper's number (shown scale)
     published_source: str = ""
     curve_metric: str = "test_acc"
+    # Further metric columns (written to columns.md / columns.csv) and extra figures,
+    # each figure a function (report, out folder) -> the files it wrote.
+    columns: Tuple[Column, ...] = ()
+    figures: Tuple[Callable[["Report", Path], List[Path]], ...] = ()
 
     def space_path(self) -> Path:
         return SPACES_DIR / self.space
@@ -56,6 +69,7 @@ class SeedRun:
     run_name: str
     run_id: str = ""
     value: Optional[float] = None
+    extra: Dict[str, float] = field(default_factory=dict)  # column metric -> value (shown scale)
 
 
 @dataclass
@@ -86,6 +100,9 @@ class RowResult:
     @property
     def difference(self) -> Optional[float]:
         return None if self.mean is None or self.published is None else self.mean - self.published
+
+    def column_values(self, metric: str) -> List[float]:
+        return [r.extra[metric] for r in self.runs if metric in r.extra]
 
 
 @dataclass
@@ -124,6 +141,9 @@ def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, 
                 if found is not None and definition.metric in found.data.metrics:
                     seed_run.run_id = found.info.run_id
                     seed_run.value = found.data.metrics[definition.metric] * definition.scale
+                    for column in definition.columns:
+                        if column.metric in found.data.metrics:
+                            seed_run.extra[column.metric] = found.data.metrics[column.metric] * definition.scale
         parent = runs.find_run(uri, experiment_obj.experiment_id, space.name, tag="raysys.sweep")
         parent_id = parent.info.run_id if parent else ""
     return Report(definition, space, rows, uri, parent_id)
@@ -159,7 +179,37 @@ def write_tables(report: Report, out: Path) -> List[Path]:
     if report.missing:
         lines += ["", f"**Incomplete:** {sum(map(len, report.missing.values()))} runs missing; rows average only the seeds present (n)."]
     (out / "table.md").write_text("\n".join(lines) + "\n")
-    return [out / "table.md", out / "table.csv"]
+    return [out / "table.md", out / "table.csv", *write_columns(report, out)]
+
+
+def write_columns(report: Report, out: Path) -> List[Path]:
+    """columns.md and columns.csv: every row's further metrics, ours beside published."""
+    d = report.definition
+    if not d.columns:
+        return []
+    main = Column(d.metric, d.metric, d.published)
+    columns = [*d.columns, main]
+    header = ["row"] + [f"{c.label} {part}" for c in columns for part in ("mean", "std", "n", "published")]
+    table = ["| row | " + " | ".join(f"{c.label} (ours / published)" for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    with open(out / "columns.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in report.rows:
+            cells, csv_row = [], [row.label]
+            for column in columns:
+                values = row.values if column is main else row.column_values(column.metric)
+                mean = statistics.fmean(values) if values else None
+                std = (statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+                published = column.published.get(row.label)
+                csv_row += [_fmt(mean, 4), _fmt(std, 4), len(values), _fmt(published, 4)]
+                ours = f"{mean:.2f} ± {std:.2f}" if mean is not None else "—"
+                cells.append(f"{ours} / {_fmt(published) or '—'}")
+            writer.writerow(csv_row)
+            table.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    title = f"# {d.title}: all columns"
+    (out / "columns.md").write_text("\n".join([title, "", f"Metrics ×{d.scale:g}, mean ± std over seeds {report.space.seeds}.", "", *table]) + "\n")
+    return [out / "columns.md", out / "columns.csv"]
 
 
 def build_report(name: str, out: Path, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (),

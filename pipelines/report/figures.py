@@ -72,4 +72,5 @@ def headline(report, out: Path) -> List[Path]:
 
 
 def draw_all(report, out: Path) -> List[Path]:
-    return [*curves(report, out), *headline(report, out)]
+    extra = [path for figure in report.definition.figures for path in figure(report, out)]
+    return [*curves(report, out), *headline(report, out), *extra]

@@ -107,7 +107,9 @@ def summary_command(parser: argparse.ArgumentParser):
         cfg = _load(args)
         spec = input_spec(cfg)
         model = build_model(cfg, spec)
-        table = summarize(model, [args.batch, spec.channels, spec.size, spec.size])
+        # a model computing in superposition needs at least one full bundle of images
+        batch = max(args.batch, getattr(model, "superposition", 1))
+        table = summarize(model, [batch, spec.channels, spec.size, spec.size])
         table["preset"] = cfg.preset
         print(json.dumps(table) if args.json else format_table(table))
         return 0

@@ -160,9 +160,10 @@ def _validate_choices(cfg: DictConfig) -> None:
 def load_config(preset: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The resolved, validated Config of ``preset`` with ``overrides`` applied."""
     cfg = OmegaConf.structured(root_schema())
+    known = schema_keys()
     for layer in _preset_layers(preset):
         for key in _flat_keys(layer):
-            _check_key(cfg, key, schema_keys())
+            _check_key(cfg, key, known)
         cfg = _merge(cfg, layer, f"preset {preset!r}")
     cfg.preset = preset
     cfg.paper = preset.split("/", 1)[0]

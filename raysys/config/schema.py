@@ -56,6 +56,11 @@ class DataConfig:
     verify_checksums: bool = False
     # Rows the local shuffle buffer of each worker holds (0 = no shuffle).
     shuffle_buffer: int = 10000
+    # Hold this many rows of the train split out as the evaluation set instead of
+    # the test split (0 = none); chosen as torch's random_split with holdout_seed
+    # (MIMOConv without -f: 5000, seed 42). See raysys/data/holdout.py.
+    holdout: int = 0
+    holdout_seed: int = 42
 
 
 @config_section("train")
@@ -88,6 +93,20 @@ class TrainConfig:
     channels_last: bool = True
     # Which family recipe shapes the loop (extra losses, param groups, ...).
     recipe: str = "default"
+    # Gradient accumulation: one optimizer step per this many batches of
+    # batch_size (effective batch batch_size * accumulate_steps; antialiased-cnns -ba).
+    accumulate_steps: int = 1
+    # Add the batches' gradients instead of averaging them: the original -ba
+    # (its effective lr is lr * accumulate_steps); off = the same step as one big batch.
+    accumulate_sum: bool = False
+    # FlexConv recipe: lr multipliers of the mask parameters and of a learnable SIREN omega_0.
+    mask_params_lr_factor: float = 1.0
+    omega_0_lr_factor: float = 1.0
+    # Early stopping: stop after this many epochs without a better
+    # early_stopping_metric (higher is better; 0 = off), then reload the best
+    # epoch's weights before the recipe's final evaluation (STIR: patience 10 on val_acc).
+    early_stopping_patience: int = 0
+    early_stopping_metric: str = "test_acc"
 
 
 @config_section("scaling")
@@ -101,6 +120,8 @@ class ScalingConfig:
     cpus_per_worker: int = 1
     # torch intra-op threads per worker (0 = cpus_per_worker).
     torch_threads: int = 0
+    # Ray placement of the workers: PACK (fewest nodes) or SPREAD (one per node first).
+    placement_strategy: str = "PACK"
 
 
 @config_section("checkpoint")
@@ -114,6 +135,13 @@ class CheckpointConfig:
     num_to_keep: int = 2
     # Resume from the latest checkpoint of a run with the same name.
     resume: bool = True
+    # Keep the best checkpoints by this reported metric (e.g. test_acc), not the
+    # newest; the newest is kept too, for resuming. Empty: keep the newest.
+    score_attribute: str = ""
+    score_order: str = "max"
+    # A plain local storage_path is refused on a multi-node cluster unless it is
+    # on a network filesystem or declared shared here (every node mounts it).
+    shared: bool = False
 
 
 @config_section("failure")

@@ -1,7 +1,9 @@
 """Batch augmentations as tensor operations on whole batches.
 
-Every function takes and returns a float batch (N, C, H, W) in [0, 1] (before
-normalisation). Randomness comes from an explicit ``torch.Generator`` so a
+Every function takes and returns a batch (N, C, H, W) of any dtype: the stream
+augments uint8 pixels (4x less memory traffic than float), then converts and
+normalises in one step (:func:`to_normalized_float`); float batches in [0, 1]
+work the same. Randomness comes from an explicit ``torch.Generator`` so a
 batch's augmentation is a pure function of its seed.
 """
 from __future__ import annotations
@@ -19,22 +21,22 @@ AUGMENTS: Registry[Augment] = Registry("augmentation", config_key="train.augment
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator, mode: str = "constant") -> torch.Tensor:
     """Pad by ``padding`` and take one random crop of the original size per image."""
-    if padding <= 0:
-        return images
     n, _, h, w = images.shape
+    if padding <= 0 or n == 0:
+        return images
     padded = F.pad(images, (padding,) * 4, mode=mode)
-    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (top[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (left[:, None] + torch.arange(w))[:, None, None, :]
-    batch = torch.arange(n)[:, None, None, None]
-    channels = torch.arange(images.shape[1])[None, :, None, None]
-    return padded[batch, channels, rows, cols]
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
+    # One strided copy per image: ~4x faster than a 4-index gather over the batch.
+    return torch.stack([padded[i, :, t : t + h, l : l + w] for i, (t, l) in enumerate(zip(top, left))])
 
 
 def random_hflip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    flip = torch.rand(images.shape[0], generator=generator) < p
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+    flip = (torch.rand(images.shape[0], generator=generator) < p).tolist()
+    if not flip:
+        return images
+    # Per-image flips, stacked: ~10x faster than flip + where over a 224 px batch.
+    return torch.stack([image.flip(-1) if f else image for image, f in zip(images, flip)])
 
 
 @AUGMENTS.register("resnet")
@@ -49,6 +51,27 @@ def resnet_reflect_augment(images: torch.Tensor, generator: torch.Generator) -> 
     """MIMOConv's variant: flip and a 32-crop of the reflect-padded image (pad 4 at 32)."""
     images = random_hflip(images, generator)
     return random_crop(images, images.shape[-1] // 8, generator, mode="reflect")
+
+
+def square_crop(kind: str):
+    """Mark an augmentation with the crop that squares variable-size (JPEG) images.
+
+    ``kind`` names an entry of ``raysys.data.jpeg.CROPS``; unmarked augmentations
+    (and evaluation) use ``center``.
+    """
+
+    def mark(augment: Augment) -> Augment:
+        augment.square_crop = kind
+        return augment
+
+    return mark
+
+
+@AUGMENTS.register("imagenet")
+@square_crop("random-resized")
+def imagenet_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """ImageNet training: RandomResizedCrop (while decoding JPEGs), then a horizontal flip."""
+    return random_hflip(images, generator)
 
 
 @AUGMENTS.register("none", aliases=["None", "null"])
@@ -67,3 +90,11 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     mean_t = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
     return (images - mean_t) / std_t
+
+
+def to_normalized_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 pixels -> contiguous float32 ``(x / 255 - mean) / std``, as one multiply-add."""
+    std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    scale = (1.0 / (255.0 * std_t)).float()
+    shift = (-torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1) / std_t).float()
+    return images.float().contiguous().mul_(scale).add_(shift)

@@ -101,6 +101,7 @@ def _check_dataset(dataset: SourceDataset) -> None:
     names = [split.name for split in dataset.splits]
     if not names:
         raise DataError(f"dataset {dataset.name} has no splits")
+    _check_extra_columns(dataset)
     for name in names:
         if not _SPLIT_NAME.fullmatch(name):
             raise DataError(
@@ -108,6 +109,31 @@ def _check_dataset(dataset: SourceDataset) -> None:
             )
     if len(set(names)) != len(names):
         raise DataError(f"dataset {dataset.name}: split names repeat: {names}")
+
+
+def _check_extra_columns(dataset: SourceDataset) -> None:
+    """Extra columns: the same names in every split, one int value per row, no clash."""
+    names = sorted(dataset.splits[0].columns)
+    for split in dataset.splits:
+        if sorted(split.columns) != names:
+            raise DataError(
+                f"dataset {dataset.name}: split {split.name!r} has extra columns "
+                f"{sorted(split.columns)}, expected {names} like split {dataset.splits[0].name!r}"
+            )
+        for name, values in split.columns.items():
+            values = np.asarray(values)
+            if name in SCHEMA.names or not _SPLIT_NAME.fullmatch(name):
+                raise DataError(f"dataset {dataset.name}: invalid extra column name {name!r}")
+            if values.shape != (split.count,) or not np.issubdtype(values.dtype, np.integer):
+                raise DataError(
+                    f"dataset {dataset.name} split {split.name!r}: extra column {name!r} is "
+                    f"{values.dtype} {values.shape}, expected integers ({split.count},)"
+                )
+
+
+def _schema(extra: Sequence[str] = ()) -> pa.Schema:
+    """SCHEMA plus the int64 extra columns ``extra``."""
+    return pa.schema(list(SCHEMA) + [(name, pa.int64()) for name in extra])
 
 
 def _checked_chunk(
@@ -228,10 +254,14 @@ def _image_column(images: Any) -> pa.Array:
     return pa.array(images, type=pa.binary())
 
 
-def _table(images: Any, labels: np.ndarray, start: int) -> pa.Table:
+def _table(
+    images: Any, labels: np.ndarray, start: int, extra: Optional[Dict[str, np.ndarray]] = None
+) -> pa.Table:
     index = np.arange(start, start + len(labels), dtype=np.int64)
+    extra = extra or {}
+    columns = [pa.array(np.asarray(values[start : start + len(labels)], np.int64)) for values in extra.values()]
     return pa.Table.from_arrays(
-        [_image_column(images), pa.array(labels), pa.array(index)], schema=SCHEMA
+        [_image_column(images), pa.array(labels), pa.array(index), *columns], schema=_schema(list(extra))
     )
 
 
@@ -260,18 +290,24 @@ def _layout(dataset: SourceDataset, rows_per_shard: Optional[int]) -> Tuple[int,
 
 
 def _write_shard(
-    path: Path, pieces: Iterator[Tuple[Any, np.ndarray]], groups: List[int], start: int
+    path: Path,
+    pieces: Iterator[Tuple[Any, np.ndarray]],
+    groups: List[int],
+    start: int,
+    extra: Optional[Dict[str, np.ndarray]] = None,
 ) -> dict:
     """Write one shard from the next ``len(groups)`` pieces; its manifest entry."""
+    extra = extra or {}
+    schema = _schema(list(extra))
     options = dict(
-        compression=COMPRESSION, use_dictionary=False, write_statistics=["label", "index"]
+        compression=COMPRESSION, use_dictionary=False, write_statistics=["label", "index", *extra]
     )
-    with pq.ParquetWriter(path, SCHEMA, **options) as writer:
+    with pq.ParquetWriter(path, schema, **options) as writer:
         if not groups:
-            writer.write_table(SCHEMA.empty_table())
+            writer.write_table(schema.empty_table())
         for rows in groups:
             images, labels = next(pieces)
-            writer.write_table(_table(images, labels, start), row_group_size=rows)
+            writer.write_table(_table(images, labels, start, extra), row_group_size=rows)
             start += rows
     size, sha256 = _hash_and_sync(path)
     return {"file": path.name, "rows": sum(groups), "bytes": size, "sha256": sha256}
@@ -308,7 +344,9 @@ def _write_split(
     shards = []
     for number, groups in enumerate(group_rows):
         name = f"{split.name}-{number:05d}-of-{len(shard_rows):05d}.parquet"
-        shards.append(_write_shard(folder / name, pieces, groups, number * rows_per_shard))
+        shards.append(
+            _write_shard(folder / name, pieces, groups, number * rows_per_shard, dict(sorted(split.columns.items())))
+        )
     for _ in pieces:  # drains the stream: a split yielding too many rows fails here
         pass
     mean, std = stats.mean_std() if stats is not None else (None, None)
@@ -330,7 +368,7 @@ def _manifest(dataset: SourceDataset, splits: Dict[str, dict]) -> dict:
             "width": width,
             "channels": channels,
         },
-        "columns": {field.name: str(field.type) for field in SCHEMA},
+        "columns": {field.name: str(field.type) for field in _schema(sorted(dataset.splits[0].columns))},
         "splits": splits,
         "options": dict(dataset.options),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -6,27 +6,32 @@ equal parts so DDP ranks take the same number of steps, the evaluation stream
 without padding or dropping so every example is counted exactly once). Each
 worker iterates its shard with :func:`iter_batches`, whose collate function
 decodes and augments whole batches as tensor operations on Ray Data's
-prefetch threads, seeded per batch so a run is reproducible.
+prefetch threads, seeded per batch so a run is reproducible: pixels stay uint8
+through decoding and augmentation and become normalised floats in one step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
-from raysys.data.augment import AUGMENTS, normalize, resize
+from raysys.data import jpeg
+from raysys.data.augment import AUGMENTS, resize, to_normalized_float
 from raysys.data.shards import decode_raw, shard_files
 from raysys.errors import DataError
+from raysys.registry import Registry
 
 COLUMNS = ["image", "label", "index"]
 # Datasets smaller than this are read once and kept in Ray's object store.
 CACHE_LIMIT_BYTES = 2 << 30
 # Local shuffle buffers aim to hold about this many bytes of images.
 SHUFFLE_BUFFER_BYTES = 512 << 20
+# Batches collated ahead of the training loop; Ray Data collates on this many threads (at most 4).
+PREFETCH_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -65,41 +70,66 @@ def image_format(manifest: dict, mean: Sequence[float], std: Sequence[float], re
     )
 
 
+# encoding -> decode(column, fmt, crop, generator): uint8 (N, C, H, W) at the model's size.
+Decoder = Callable[[pa.ChunkedArray, ImageFormat, str, torch.Generator], torch.Tensor]
+DECODERS: Registry[Decoder] = Registry("image encoding")
+
+
+@DECODERS.register("raw")
+def decode_raw_batch(column: pa.ChunkedArray, fmt: ImageFormat, crop: str, generator: torch.Generator) -> torch.Tensor:
+    """Raw pixel rows -> uint8 (N, C, H, W), resized to ``fmt.resize`` if set."""
+    pixels = torch.from_numpy(decode_raw(column, (fmt.height, fmt.width, fmt.channels)))
+    return resize(pixels.permute(0, 3, 1, 2).contiguous(), fmt.resize)
+
+
+@DECODERS.register("jpeg")
+def decode_jpeg_batch(column: pa.ChunkedArray, fmt: ImageFormat, crop: str, generator: torch.Generator) -> torch.Tensor:
+    """JPEG bytes -> uint8 (N, 3, S, S), each image squared by the augmentation's crop."""
+    return jpeg.decode_batch(column, fmt.output_size, crop, generator)
+
+
 class BatchCollator(ArrowBatchCollateFn):
     """collate_fn for ``iter_torch_batches``: Arrow rows -> float (N, C, H, W), labels.
 
-    The augmentation of a batch is seeded by (seed, epoch, rank, first row
-    index), so it does not depend on which prefetch thread runs it.
+    Decoding and augmentation run on uint8 pixels; the batch becomes
+    normalised float32 last. The augmentation of a batch is seeded by (seed,
+    epoch, rank, first row index), so it does not depend on which prefetch
+    thread runs it.
     """
 
-    def __init__(self, fmt: ImageFormat, augment: str, seed: int, epoch: int, rank: int):
+    def __init__(
+        self, fmt: ImageFormat, augment: str, seed: int, epoch: int, rank: int,
+        extra_columns: Sequence[str] = (),
+    ):
         super().__init__()
+        # Extra int64 columns (e.g. STIR's "scale") returned as tensors beside label and index.
+        self.extra_columns = tuple(extra_columns)
+        if fmt.encoding not in DECODERS:
+            raise DataError(f"decoding {fmt.encoding!r} shards is not supported by this stream")
         self.fmt = fmt
+        self.decoder = DECODERS.get(fmt.encoding)
         self.augment = AUGMENTS.get(augment)
+        self.crop = getattr(self.augment, "square_crop", "center")
         self.seed, self.epoch, self.rank = seed, epoch, rank
 
     def _generator(self, first_index: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed, self.epoch, self.rank, first_index]).generate_state(2)
         return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
-    def decode(self, column: pa.ChunkedArray) -> torch.Tensor:
-        if self.fmt.encoding != "raw":
-            raise DataError(f"decoding {self.fmt.encoding!r} shards is not supported by this stream")
-        shape = (self.fmt.height, self.fmt.width, self.fmt.channels)
-        pixels = torch.from_numpy(decode_raw(column, shape))
-        return pixels.permute(0, 3, 1, 2).float().div_(255.0)
-
     def __call__(self, batch: pa.Table) -> Dict[str, torch.Tensor]:
-        images = resize(self.decode(batch.column("image")), self.fmt.resize)
         index = np.asarray(batch.column("index").to_numpy(), dtype=np.int64)
         generator = self._generator(int(index[0]) if len(index) else 0)
-        images = normalize(self.augment(images, generator), self.fmt.mean, self.fmt.std)
+        pixels = self.decoder(batch.column("image"), self.fmt, self.crop, generator)
+        images = to_normalized_float(self.augment(pixels, generator), self.fmt.mean, self.fmt.std)
         labels = np.asarray(batch.column("label").to_numpy(), dtype=np.int64)
-        return {
-            "image": images.contiguous(),
+        out = {
+            "image": images,
             "label": torch.from_numpy(labels.copy()),
             "index": torch.from_numpy(index.copy()),
         }
+        for name in self.extra_columns:
+            out[name] = torch.from_numpy(np.asarray(batch.column(name).to_numpy(), dtype=np.int64).copy())
+        return out
 
 
 def split_rows(manifest: dict, split: str, limit: int) -> int:
@@ -114,17 +144,28 @@ def shuffle_buffer_rows(fmt: ImageFormat, rows: int, configured: int) -> int:
     return max(1, min(rows, SHUFFLE_BUFFER_BYTES // max(1, fmt.row_bytes)))
 
 
-def build_datasets(path: str, manifest: dict, splits: Dict[str, Tuple[str, int]], fmt: ImageFormat, seed: int):
+def build_datasets(
+    path: str, manifest: dict, splits: Dict[str, Tuple[str, int]], fmt: ImageFormat, seed: int,
+    *, row_filters: Optional[Dict[str, object]] = None, extra_columns: Sequence[str] = (),
+):
     """{name: ray.data.Dataset} for {name: (split, limit)}, read from the shards.
 
     Small datasets are materialised once, so each epoch streams from memory.
+    ``row_filters`` maps a name to a Ray Data expression keeping only matching
+    rows (e.g. a STIR scenario's scales, :mod:`raysys.data.stir_scenarios`);
+    ``extra_columns`` (e.g. "scale") are read beside ``COLUMNS`` so a
+    :class:`BatchCollator` with the same ``extra_columns`` can return them.
     """
     import ray.data
 
+    columns = COLUMNS + [name for name in extra_columns if name not in COLUMNS]
     datasets = {}
     for name, (split, limit) in splits.items():
         files = shard_files(path, manifest, split)
-        ds = ray.data.read_parquet(files, columns=COLUMNS)
+        ds = ray.data.read_parquet(files, columns=columns)
+        row_filter = (row_filters or {}).get(name)
+        if row_filter is not None:
+            ds = ds.filter(expr=row_filter)
         if name == "train":
             ds = ds.randomize_block_order(seed=seed)
         if limit > 0:
@@ -135,7 +176,27 @@ def build_datasets(path: str, manifest: dict, splits: Dict[str, Tuple[str, int]]
     return datasets
 
 
+def _split_in_memory(ds, world_size: int, equal: bool, options) -> list:
+    """Iterators over a materialised dataset's blocks, split once across the workers.
+
+    ``streaming_split`` would start a coordinator actor per dataset and a new
+    streaming execution every epoch (about 1.5 s of a small run's first epoch);
+    the blocks are in the object store already, so each worker just reads its share.
+    Unequal splits (evaluation) cut at even row counts, not at block boundaries,
+    so a one-block test split does not land on one worker.
+    """
+    if equal or world_size == 1:
+        parts = ds.split(world_size, equal=equal)
+    else:
+        rows = ds.count()
+        parts = ds.split_at_indices([rows * rank // world_size for rank in range(1, world_size)])
+    for part in parts:
+        part.context.execution_options = options
+    return [part.iterator() for part in parts]
+
+
 def _train_eval_data_config_cls():
+    from ray.data.dataset import MaterializedDataset
     from ray.train import DataConfig
 
     class TrainEvalDataConfig(DataConfig):
@@ -143,6 +204,7 @@ def _train_eval_data_config_cls():
 
         Ray Train's default splits every dataset with ``equal=True``, which
         may drop rows: right for DDP training steps, wrong for test accuracy.
+        Materialised (small) datasets are split once in memory; others stream.
         """
 
         def __init__(self, equal_split: Sequence[str] = ("train",)):
@@ -155,11 +217,16 @@ def _train_eval_data_config_cls():
 
         def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
             output: List[dict] = [{} for _ in range(world_size)]
-            hints = worker_node_ids if self._enable_shard_locality else None
             for name, ds in datasets.items():
-                ds = ds.copy(ds)
-                ds.context.execution_options = self._resolve_execution_options(name)
-                splits = ds.streaming_split(world_size, equal=name in self._equal_split, locality_hints=hints)
+                equal = name in self._equal_split
+                options = self._resolve_execution_options(name)
+                if isinstance(ds, MaterializedDataset):
+                    splits = _split_in_memory(ds, world_size, equal, options)
+                else:
+                    hints = worker_node_ids if self._enable_shard_locality else None
+                    ds = ds.copy(ds)
+                    ds.context.execution_options = options
+                    splits = ds.streaming_split(world_size, equal=equal, locality_hints=hints)
                 for rank, split in enumerate(splits):
                     output[rank][name] = split
             return output
@@ -181,6 +248,7 @@ def iter_batches(
     shuffle_seed: Optional[int] = None,
     pin_memory: bool = False,
     device: Optional[torch.device] = None,
+    prefetch_batches: int = PREFETCH_BATCHES,
 ) -> Iterator[Dict[str, torch.Tensor]]:
     """One pass over a worker's shard as collated tensor batches on ``device``."""
     return shard.iter_torch_batches(
@@ -190,5 +258,5 @@ def iter_batches(
         local_shuffle_seed=shuffle_seed if shuffle_rows else None,
         pin_memory=pin_memory,
         device=device if device is not None else "auto",
-        prefetch_batches=2,
+        prefetch_batches=prefetch_batches,
     )

@@ -72,6 +72,10 @@ class AntialiasConfig:
     # BlurPool padding: reflect (the original's, its models never change it), replicate, zero.
     # A side too small to reflect is replicate-padded (original issue #47).
     pad_type: str = "reflect"
+    # A local weights file loaded strictly into the model when it is built:
+    # antialiased weights (the original's --pretrained/--weights) or a torchvision
+    # baseline's (--finetune: same keys). Read with weights_only=True; never downloaded.
+    weights: str = ""
 
 
 def _blur_after(module: nn.Module, channels: int, filt_size: int, pad_type: str, stride: int = 2) -> nn.Sequential:
@@ -227,14 +231,24 @@ def _pad_type(cfg: Any) -> str:
     return getattr(section, "pad_type", "reflect") if section is not None else "reflect"
 
 
+def _with_weights(model: nn.Module, cfg: Any) -> nn.Module:
+    section = getattr(cfg, "antialias", None) if cfg is not None else None
+    path = getattr(section, "weights", "") if section is not None else ""
+    if path:
+        from raysys.models.weights import load_weights
+
+        load_weights(model, path)
+    return model
+
+
 def _register(arch: str) -> None:
     def baseline(cfg, spec: InputSpec) -> nn.Module:
-        return build_baseline(arch, spec.num_classes, spec.channels)
+        return _with_weights(build_baseline(arch, spec.num_classes, spec.channels), cfg)
 
     MODELS.add(arch, baseline)
     for size in FILTER_SIZES:
         def lpf(cfg, spec: InputSpec, size=size) -> nn.Module:
-            return build_antialiased(arch, size, _pad_type(cfg), spec.num_classes, spec.channels)
+            return _with_weights(build_antialiased(arch, size, _pad_type(cfg), spec.num_classes, spec.channels), cfg)
 
         MODELS.add(f"{arch}_lpf{size}", lpf)
 

@@ -55,6 +55,7 @@ def summarize(model: nn.Module, input_shape: List[int]) -> Dict[str, Any]:
         "input_shape": list(input_shape),
         "output_shape": list(output.shape),
         "parameters": count_parameters(model),
+        "total_parameters": count_parameters(model, trainable_only=False),
         "layers": rows,
     }
 
@@ -72,5 +73,7 @@ def format_table(summary: Dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     millions = summary["parameters"] / 1e6
     lines.append(f"\n{summary['model']}: {summary['parameters']:,} trainable parameters ({millions:.2f}M)")
+    if summary.get("total_parameters", summary["parameters"]) != summary["parameters"]:
+        lines[-1] += f", {summary['total_parameters']:,} in total (incl. frozen)"
     lines.append(f"input {summary['input_shape']} -> output {summary['output_shape']}")
     return "\n".join(lines)

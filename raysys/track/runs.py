@@ -92,7 +92,7 @@ def finish(uri: str, run_id: str, status: str, reason: str = "") -> None:
     """Close the run; a FAILED or KILLED run carries its reason as a tag."""
     mlflow_client = client(uri)
     if reason:
-        mlflow_client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+        mlflow_client.set_tag(run_id, FAILURE_TAG, redact(reason)[:5000])
     mlflow_client.set_terminated(run_id, status)
 
 

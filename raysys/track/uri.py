@@ -1,6 +1,7 @@
 """Where MLflow runs go: the embedded sqlite default, reachability, redaction."""
 from __future__ import annotations
 
+import os
 import re
 import urllib.error
 import urllib.request
@@ -9,6 +10,9 @@ from pathlib import Path
 from raysys.errors import TrackingError
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY", re.IGNORECASE)
+_NOT_SECRET_NAME = re.compile(r"_(DIR|FILE|PATH)$", re.IGNORECASE)  # where a secret lives, not the secret
+MIN_SECRET_LENGTH = 6
 
 
 def default_tracking_uri(cwd: Path | None = None) -> str:
@@ -20,16 +24,28 @@ def resolve_tracking_uri(configured: str) -> str:
     return configured or default_tracking_uri()
 
 
+def secret_values() -> list[str]:
+    """Values of environment variables named like secrets (``*_TOKEN``, ``*PASSWORD*``, ...)."""
+    values = {
+        v for k, v in os.environ.items()
+        if _SECRET_NAME.search(k) and not _NOT_SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH
+    }
+    return sorted(values, key=len, reverse=True)
+
+
 def redact(value: str) -> str:
-    """Drop credentials from a URI (``http://user:pw@host`` -> ``http://***@host``)."""
-    return _USERINFO.sub("***@", value)
+    """Drop credentials: URI userinfo (``http://user:pw@host`` -> ``http://***@host``) and secret env values."""
+    value = _USERINFO.sub("***@", value)
+    for secret in secret_values():
+        value = value.replace(secret, "***")
+    return value
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, with one line, when an MLflow server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
-    url = uri.rstrip("/") + "/health"
+    url = _USERINFO.sub("", uri).rstrip("/") + "/health"  # /health needs no credentials
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             if response.status != 200:

@@ -64,21 +64,26 @@ def load_model_state(model: nn.Module, state_dict: Dict[str, torch.Tensor], sour
     """Load weights strictly; a checkpoint of another architecture gets a clear error."""
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
     target = unwrap(model)
-    own = target.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if mismatched:
-            k = mismatched[0]
-            details.append(f"{len(mismatched)} shape mismatches (e.g. {k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})")
-        raise CheckpointError(f"checkpoint {source} does not fit model {type(target).__name__}: {'; '.join(details)}")
+    mismatch = describe_mismatch(target.state_dict(), state_dict)
+    if mismatch:
+        raise CheckpointError(f"checkpoint {source} does not fit model {type(target).__name__}: {mismatch}")
     target.load_state_dict(state_dict)
+
+
+def describe_mismatch(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> str:
+    """Missing, unexpected and wrongly shaped keys of ``state`` against ``own``, in one line ("" if it fits)."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    details = []
+    if missing:
+        details.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if mismatched:
+        k = mismatched[0]
+        details.append(f"{len(mismatched)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+    return "; ".join(details)
 
 
 def rng_state() -> Dict[str, Any]:

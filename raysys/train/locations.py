@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from raysys.track.uri import resolve_tracking_uri
 from raysys.train.session import resolve_storage_path
+
+
+# Family keys naming local input files (e.g. initial weights), pinned like data.path.
+PINNED_FILE_KEYS = ["antialias.weights"]
 
 
 def pin_locations(cfg: DictConfig) -> DictConfig:
@@ -21,4 +25,8 @@ def pin_locations(cfg: DictConfig) -> DictConfig:
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     cfg.checkpoint.storage_path = resolve_storage_path(cfg.checkpoint.storage_path)
     cfg.tracking.uri = resolve_tracking_uri(cfg.tracking.uri)
+    for key in PINNED_FILE_KEYS:
+        value = OmegaConf.select(cfg, key, default="")
+        if value and "://" not in value:
+            OmegaConf.update(cfg, key, str(Path(value).expanduser().resolve()))
     return cfg

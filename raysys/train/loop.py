@@ -6,6 +6,8 @@ of the test split, all-reduce the sums, report a checkpoint to Ray Train, and
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import random
 import tempfile
@@ -23,7 +25,10 @@ from raysys.data.stream import BatchCollator, ImageFormat, iter_batches
 from raysys.errors import TrainingError
 from raysys.models import InputSpec, build_model
 from raysys.train import checkpoint as ckpt
+from raysys.train.accumulate import Accumulation
+from raysys.train.early_stopping import EarlyStopping
 from raysys.train.optim import build_optimizer, build_scheduler
+from raysys.train import phases as run_phases
 from raysys.train.recipes import build_recipe
 from raysys.track import runs
 
@@ -73,15 +78,28 @@ class WorkerContext:
         self.amp = self.cuda and self.cfg.train.amp
         # channels_last also speeds up oneDNN convolutions on CPU (about 1.15-1.3x for ResNet-20).
         self.channels_last = self.cfg.train.channels_last
+        # Set from the recipe: loader batch = train.batch_size x batch_factor; passes over the data per epoch.
+        self.batch_factor = 1
+        self.passes = 1
 
     @property
     def per_worker_batch(self) -> int:
-        return max(1, self.cfg.train.batch_size // self.world_size)
+        return max(1, self.cfg.train.batch_size // self.world_size) * self.batch_factor
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches each worker takes per epoch: its equal share of the rows, batched."""
+        return math.ceil((self.train_rows // self.world_size) / self.per_worker_batch) * self.passes
+
+    @property
+    def accumulation(self) -> Accumulation:
+        train = self.cfg.train
+        return Accumulation(int(train.accumulate_steps), self.batches_per_epoch, bool(train.accumulate_sum))
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches each worker takes per epoch: its equal share of the rows, batched."""
-        return math.ceil((self.train_rows // self.world_size) / self.per_worker_batch)
+        """Optimizer steps per epoch: one per ``train.accumulate_steps`` batches."""
+        return self.accumulation.optimizer_steps
 
 
 class EpochRunner:
@@ -94,19 +112,24 @@ class EpochRunner:
         self.wc = wc
         cfg = wc.cfg
         self.recipe = build_recipe(cfg)
+        wc.batch_factor, wc.passes = self.recipe.batch_size_factor(), self.recipe.passes_per_epoch()
+        self.phases = self.recipe.phases()
+        self.base_fmt = wc.fmt
+        if self.phases[0].resolution:
+            wc.spec = dataclasses.replace(wc.spec, size=self.phases[0].resolution)
         model = build_model(cfg, wc.spec)
         if wc.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = ray.train.torch.prepare_model(model)
         self.bare = ckpt.unwrap(self.model)
-        groups = self.recipe.param_groups(self.bare)
-        self.optimizer = build_optimizer(cfg, groups, self.recipe.optimizer_weight_decay())
-        self.scheduler = build_scheduler(cfg, self.optimizer, wc.steps_per_epoch)
+        self.phase_index = -1
+        self.start_phase(0)
         self.scaler = torch.amp.GradScaler("cuda", enabled=wc.amp)
         self.train_shard = ray.train.get_dataset_shard("train")
         self.test_shard = ray.train.get_dataset_shard("test")
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
+        self.early_stopping = EarlyStopping.from_config(cfg)
 
     # -- checkpoints ---------------------------------------------------------------
     def state(self, epoch: int) -> Dict[str, Any]:
@@ -121,16 +144,55 @@ class EpochRunner:
             "rng": ckpt.rng_state(),
             "config": OmegaConf.to_container(self.wc.cfg),
             "history": self.history,
+            "phase": self.phase_index,
+            "early_stopping": self.early_stopping.state_dict(),
         }
 
     def restore(self, state: Dict[str, Any], source: str) -> None:
         ckpt.load_model_state(self.model, state["model"], source)
+        self.start_phase(int(state.get("phase", 0)))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         self.history = list(state.get("history", []))
         self.start_epoch = int(state["epoch"])
+        if state.get("early_stopping"):
+            self.early_stopping.load_state_dict(state["early_stopping"])
+
+    # -- phases (raysys/train/phases.py) ----------------------------------------------------
+    def start_phase(self, index: int) -> None:
+        """Enter phase ``index``: its input side, the recipe's model changes, a fresh optimizer and schedule."""
+        if index == self.phase_index:
+            return
+        phase = self.phases[index]
+        self.phase_index = index
+        if phase.resolution:
+            self.wc.fmt = dataclasses.replace(self.base_fmt, resize=phase.resolution)
+        self.recipe.on_phase_start(self.bare, phase, self.wc.fmt.output_size)
+        cfg = run_phases.phase_config(self.wc.cfg, phase)
+        groups = self.recipe.param_groups(self.bare)
+        self.optimizer = build_optimizer(cfg, groups, self.recipe.optimizer_weight_decay())
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.wc.steps_per_epoch)
+
+    def phase_metrics(self, epoch: int) -> Dict[str, float]:
+        """Start a new phase at ``epoch`` if one begins there; its start-of-phase evaluation, if any."""
+        if len(self.phases) == 1:
+            return {}
+        index, _ = run_phases.locate(self.phases, epoch)
+        metrics: Dict[str, float] = {"phase": index, "resolution": self.wc.fmt.output_size}
+        if index == self.phase_index:
+            return metrics
+        self.start_phase(index)
+        metrics["resolution"] = self.wc.fmt.output_size
+        prefix = self.phases[index].eval_on_start
+        if prefix:
+            previous = self.phases[index - 1].name
+            metrics.update({f"{prefix}_{k}": v for k, v in self.evaluate(epoch).items()})
+            if self.history:  # none when the previous phase has 0 epochs
+                metrics[f"{previous}_test_acc"] = self.history[-1]["test_acc"]
+                metrics[f"{prefix}_diff"] = metrics[f"{prefix}_test_acc"] - metrics[f"{previous}_test_acc"]
+        return metrics
 
     # -- one epoch --------------------------------------------------------------------
     def _collator(self, epoch: int, augment: str) -> BatchCollator:
@@ -149,36 +211,44 @@ class EpochRunner:
         self.model.train()
         self.recipe.on_epoch_start(self.bare, epoch)
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 101 + wc.rank)
-        batches = iter_batches(
-            self.train_shard, self._collator(epoch, cfg.train.augment), wc.per_worker_batch,
-            shuffle_rows=wc.shuffle_rows, shuffle_seed=cfg.seed * 1_000_003 + epoch * 1009 + wc.rank,
-            pin_memory=wc.cuda, device=wc.device,
+        batches = itertools.chain.from_iterable(
+            iter_batches(
+                self.train_shard, self._collator(epoch * wc.passes + p, cfg.train.augment), wc.per_worker_batch,
+                shuffle_rows=wc.shuffle_rows, shuffle_seed=cfg.seed * 1_000_003 + (epoch * wc.passes + p) * 1009 + wc.rank,
+                pin_memory=wc.cuda, device=wc.device,
+            )
+            for p in range(wc.passes)
         )
         loss_sum = torch.zeros((), dtype=torch.float64, device=wc.device)
         correct = torch.zeros((), dtype=torch.float64, device=wc.device)
         extra_sums: Dict[str, torch.Tensor] = {}
         seen = skipped = 0
+        accumulation = wc.accumulation
         _sync(wc.device)
         start = time.perf_counter()
         for step, batch in enumerate(batches):
             images, labels = self._to_device(batch["image"]), batch["label"]
             inputs, targets = self.recipe.transform_batch(images, labels, generator)
-            with self._autocast():
-                outputs = self.model(inputs)
-                loss, extras = self.recipe.loss(self.bare, outputs, targets)
-            if not torch.isfinite(loss.detach()).item():
-                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {step}: lower train.lr or check the data")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-            if self.recipe.should_step(grad_norm):
-                self.scaler.step(self.optimizer)
-            else:
-                skipped += 1
-            self.scaler.update()
-            self.scheduler.step()
+            # DDP skips the gradient all-reduce inside a group (no_sync must cover the forward too).
+            with accumulation.sync(self.model, step):
+                with self._autocast():
+                    outputs = self.model(inputs)
+                    loss, extras = self.recipe.loss(self.bare, outputs, targets)
+                if not torch.isfinite(loss.detach()).item():
+                    raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {step}: lower train.lr or check the data")
+                if accumulation.opens_group(step):
+                    self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss * accumulation.loss_scale(step)).backward()
+            if accumulation.closes_group(step):
+                self.scaler.unscale_(self.optimizer)
+                max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+                if self.recipe.should_step(grad_norm):
+                    self.scaler.step(self.optimizer)
+                else:
+                    skipped += 1
+                self.scaler.update()
+                self.scheduler.step()
             n = labels.shape[0]
             seen += n
             loss_sum += loss.detach().double() * n
@@ -196,7 +266,8 @@ class EpochRunner:
             "images_per_sec": totals[2] / max(elapsed, 1e-9),
             "epoch_time": elapsed,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "skipped_steps": totals[3],
+            # Every rank takes the same step decision on the all-reduced gradients: count it once.
+            "skipped_steps": totals[3] / wc.world_size,
         }
         for key, total in zip(keys, totals[4:]):
             metrics[f"train_{key}"] = total / images_total
@@ -270,13 +341,21 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     sink = MetricSink(wc.tracking_uri, wc.run_id) if wc.rank == 0 else None
     if sink:
         sink.sync(runner.history)
-    for epoch in range(runner.start_epoch, cfg.train.epochs):
-        metrics = {"epoch": epoch + 1, **runner.train_epoch(epoch), **runner.evaluate(epoch)}
+    total_epochs = run_phases.total_epochs(runner.phases)
+    for epoch in range(runner.start_epoch, total_epochs):
+        if runner.early_stopping.stopped:  # resumed from the checkpoint of an early-stopped run
+            break
+        phase_metrics = runner.phase_metrics(epoch)
+        metrics = {"epoch": epoch + 1, **phase_metrics, **runner.train_epoch(epoch), **runner.evaluate(epoch)}
         metrics.update(runner.recipe.epoch_metrics(runner.bare))
+        if len(runner.phases) > 1 and epoch + 1 == total_epochs:
+            metrics["final_test_acc"] = metrics["test_acc"]
+        metrics = runner.recipe.named_metrics(metrics)
+        stop = runner.early_stopping.update(metrics, runner.bare)
         runner.history.append(metrics)
         with tempfile.TemporaryDirectory() as directory:
             checkpoint = None
-            if wc.rank == 0 and ((epoch + 1) % cfg.checkpoint.every_epochs == 0 or epoch + 1 == cfg.train.epochs):
+            if wc.rank == 0 and ((epoch + 1) % cfg.checkpoint.every_epochs == 0 or run_phases.ends_phase(runner.phases, epoch)):
                 ckpt.save_atomic(runner.state(epoch + 1), Path(directory) / ckpt.STATE_FILE)
                 checkpoint = Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=checkpoint)
@@ -285,3 +364,28 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
             sink.sync(runner.history)
             if wc.progress is not None:
                 wc.progress.put_nowait(metrics)
+        if stop:
+            break
+    _finish_run(runner, sink)
+
+
+def _finish_run(runner: EpochRunner, sink: Optional[MetricSink]) -> None:
+    """After the epochs: reload the best weights (early stopping), then the recipe's final metrics."""
+    import ray.train
+
+    from ray.train import Checkpoint
+
+    runner.early_stopping.restore_best(runner.bare)
+    final = runner.recipe.final_metrics(runner, runner.history)
+    if not final:
+        return
+    step = int(runner.history[-1]["epoch"]) if runner.history else 0
+    with tempfile.TemporaryDirectory() as directory:
+        # The final checkpoint holds the evaluated (best) weights, and the run's result gets these metrics.
+        checkpoint = None
+        if runner.wc.rank == 0:
+            ckpt.save_atomic(runner.state(step), Path(directory) / ckpt.STATE_FILE)
+            checkpoint = Checkpoint.from_directory(directory)
+        ray.train.report({"epoch": step, **final}, checkpoint=checkpoint)
+    if sink and sink.run_id:
+        runs.log_metrics(sink.uri, sink.run_id, final, step=step)

@@ -10,25 +10,31 @@ import dataclasses
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 import raysys
 from raysys.config.loader import flatten, to_yaml
+from raysys.data import holdout
 from raysys.data.formats import get_dataset
 from raysys.data.normalization import normalization
 from raysys.data.shards import load_manifest, verify_shards
-from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows, split_rows, train_eval_data_config
+from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows, train_eval_data_config
 from raysys.errors import ConfigError, DataError, RaysysError, TrainingError
 from raysys.models import InputSpec
 from raysys.track import runs
-from raysys.track.uri import check_reachable
+from raysys.track.uri import check_reachable, redact
 from raysys.train import checkpoint as ckpt
+from raysys.train.phases import total_epochs
+from raysys.train.recipes import build_recipe
 from raysys.train.locations import pin_locations
+from raysys.train.preflight import check_dataset_matches, check_values
 from raysys.train.session import check_capacity, ensure_ray, wants_gpu
+from raysys.train.storage import check_shared_storage
 
 
 @dataclass
@@ -40,6 +46,7 @@ class DataPlan:
     spec: InputSpec
     train_rows: int
     test_rows: int
+    selection: Any = None  # raysys.data.holdout.DataSelection: the split and rows of each stream
 
 
 def plan_data(cfg: DictConfig) -> DataPlan:
@@ -49,8 +56,9 @@ def plan_data(cfg: DictConfig) -> DataPlan:
         if split not in manifest["splits"]:
             raise DataError(f"dataset at {cfg.data.path} has no split {split!r}; it has {sorted(manifest['splits'])}")
     verify_shards(cfg.data.path, manifest, [cfg.data.train_split, cfg.data.test_split], checksums=cfg.data.verify_checksums)
-    train_rows = split_rows(manifest, cfg.data.train_split, cfg.data.limit)
-    test_rows = split_rows(manifest, cfg.data.test_split, cfg.data.test_limit)
+    selection = holdout.select(cfg, manifest)
+    selection = build_recipe(cfg).select_data(manifest, selection)  # e.g. STIR scenario filters
+    train_rows, test_rows = selection.train_rows, selection.test_rows
     if train_rows == 0 or test_rows == 0:
         raise DataError(f"dataset at {cfg.data.path} has an empty split (train {train_rows}, test {test_rows} rows)")
     channels = int(manifest["image"]["channels"])
@@ -58,7 +66,7 @@ def plan_data(cfg: DictConfig) -> DataPlan:
     fmt = image_format(manifest, mean, std, cfg.data.resize)
     classes = cfg.model.num_classes or int(manifest["num_classes"])
     spec = InputSpec(cfg.model.in_channels or channels, fmt.output_size, classes)
-    return DataPlan(manifest, fmt, spec, train_rows, test_rows)
+    return DataPlan(manifest, fmt, spec, train_rows, test_rows, selection)
 
 
 def run_tags(cfg: DictConfig, world_size: int, device: str) -> Dict[str, Any]:
@@ -133,9 +141,11 @@ def _root_cause(exc: BaseException) -> str:
     while getattr(seen, "cause", None) is not None and seen.cause is not seen:
         seen = seen.cause
     text = str(seen).strip()
+    if isinstance(seen, RaysysError) and text:  # our own one-line message, re-raised by Ray
+        return text.splitlines()[0]
     for marker in ("TrainingError:", "FloatingPointError:", "DataError:", "CheckpointError:"):
         if marker in text:
-            return text.split(marker, 1)[1].strip().splitlines()[0]
+            return text.rsplit(marker, 1)[1].strip().splitlines()[0]
     lines = [line for line in text.splitlines() if line.strip()]
     return f"{type(seen).__name__}: {lines[-1] if lines else ''}".strip()
 
@@ -152,7 +162,9 @@ def run_training(
     from ray.train.torch import TorchTrainer
 
     pin_locations(cfg)
+    check_values(cfg)
     plan = plan_data(cfg)
+    check_dataset_matches(cfg, plan.manifest, plan.fmt.mean)
     uri = cfg.tracking.uri
     if cfg.tracking.enabled:
         check_reachable(uri)
@@ -160,6 +172,7 @@ def run_training(
     ensure_ray(min_cpus=cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + 1)
     use_gpu = wants_gpu(cfg.scaling.use_gpu)
     check_capacity(cfg.scaling.num_workers, cfg.scaling.cpus_per_worker, use_gpu)
+    check_shared_storage(storage_path, uri if cfg.tracking.enabled else "", cfg.checkpoint.shared)
     device = "cuda" if use_gpu else "cpu"
 
     run_id = ""
@@ -168,44 +181,69 @@ def run_training(
         run_id, resumed = runs.open_run(uri, exp_id, cfg.run_name, run_tags(cfg, cfg.scaling.num_workers, device), parent_run_id)
         if not resumed:
             runs.log_params(uri, run_id, flatten(cfg))
-            runs.log_text(uri, run_id, to_yaml(cfg), "config.yaml")
+            runs.log_text(uri, run_id, redact(to_yaml(cfg)), "config.yaml")
     bar = None
     try:
-        datasets = build_datasets(
-            cfg.data.path, plan.manifest,
-            {"train": (cfg.data.train_split, cfg.data.limit), "test": (cfg.data.test_split, cfg.data.test_limit)},
-            plan.fmt, cfg.seed,
-        )
-        bar = ProgressBar(cfg.train.epochs, cfg.run_name) if progress else None
-        per_worker_rows = plan.train_rows // cfg.scaling.num_workers
-        loop_config = {
-            "config": OmegaConf.to_container(cfg),
-            "format": dataclasses.asdict(plan.fmt),
-            "input": dataclasses.asdict(plan.spec),
-            "train_rows": plan.train_rows,
-            "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
-            "tracking_uri": uri if cfg.tracking.enabled else "",
-            "run_id": run_id,
-            "progress": bar.queue if bar else None,
-        }
-        trainer = TorchTrainer(
-            _worker_entry,
-            train_loop_config=loop_config,
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
-                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
-            ),
-            run_config=ray.train.RunConfig(
-                name=cfg.run_name, storage_path=storage_path,
-                failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
-                callbacks=list(callbacks) or None,
-            ),
-            datasets=datasets,
-            dataset_config=train_eval_data_config(),
-        )
-        result = _fit_with_progress(trainer, bar)
-        return _finish(cfg, result, uri, run_id)
+        with closing_run(uri, run_id, f"training run {cfg.run_name!r}"):
+            datasets = build_datasets(
+                cfg.data.path, plan.manifest,
+                plan.selection.splits, plan.fmt, cfg.seed, row_filters=plan.selection.row_filters,
+            )
+            # The recipe's phases (cross_res: source + fine-tune epochs); also checks their config before Ray starts work.
+            epochs = total_epochs(build_recipe(cfg).phases())
+            bar = ProgressBar(epochs, cfg.run_name) if progress else None
+            per_worker_rows = plan.train_rows // cfg.scaling.num_workers
+            loop_config = {
+                "config": OmegaConf.to_container(cfg),
+                "format": dataclasses.asdict(plan.fmt),
+                "input": dataclasses.asdict(plan.spec),
+                "train_rows": plan.train_rows,
+                "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
+                "tracking_uri": uri if cfg.tracking.enabled else "",
+                "run_id": run_id,
+                "progress": bar.queue if bar else None,
+            }
+            trainer = TorchTrainer(
+                _worker_entry,
+                train_loop_config=loop_config,
+                scaling_config=ray.train.ScalingConfig(
+                    num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
+                    resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
+                    placement_strategy=cfg.scaling.placement_strategy,
+                ),
+                run_config=ray.train.RunConfig(
+                    name=cfg.run_name, storage_path=storage_path,
+                    failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
+                    checkpoint_config=ray.train.CheckpointConfig(
+                        num_to_keep=cfg.checkpoint.num_to_keep,
+                        checkpoint_score_attribute=cfg.checkpoint.score_attribute or None,
+                        checkpoint_score_order=cfg.checkpoint.score_order,
+                    ),
+                    callbacks=list(callbacks) or None,
+                ),
+                datasets=datasets,
+                dataset_config=train_eval_data_config(),
+            )
+            result = _fit_with_progress(trainer, bar)
+            if OmegaConf.select(cfg, "evaluate.after_training"):
+                # Evaluators (e.g. shift consistency) on the best/final model, into this run.
+                from raysys.train.evaluate import evaluate_after_training
+
+                evaluate_after_training(cfg, result, run_id)
+            return _finish(cfg, result, uri, run_id)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@contextmanager
+def closing_run(uri: str, run_id: str, label: str) -> Iterator[None]:
+    """On an error in the block, end MLflow run ``run_id`` (if any) as KILLED or FAILED with the reason.
+
+    Errors other than ours become a one-line :class:`TrainingError` "<label> failed: <root cause>".
+    """
+    try:
+        yield
     except KeyboardInterrupt:
         if run_id:
             runs.finish(uri, run_id, "KILLED", "interrupted by the user")
@@ -218,10 +256,7 @@ def run_training(
         reason = _root_cause(exc)
         if run_id:
             runs.finish(uri, run_id, "FAILED", reason)
-        raise TrainingError(f"training run {cfg.run_name!r} failed: {reason}") from exc
-    finally:
-        if bar is not None:
-            bar.close()
+        raise TrainingError(f"{label} failed: {reason}") from exc
 
 
 def _finish(cfg: DictConfig, result, uri: str, run_id: str) -> Dict[str, Any]:

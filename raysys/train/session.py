@@ -22,6 +22,8 @@ def ensure_ray(min_cpus: int = 0) -> None:
         ray.init(log_to_driver=True)
         return
     num_cpus = max((os.cpu_count() or 1) + 1, min_cpus)
+    # On a busy laptop the dashboard's modules can take longer than Ray's 30 s to start.
+    os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's
     # placement-group cleaner polls; without it the cleaner logs errors.
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True, configure_logging=False)

@@ -11,6 +11,7 @@ from raysys.data.formats import (
     downsampled_imagenet,
     idx,
     imagefolder,
+    stir_npz,
     stl10,
 )  # noqa: F401,E402
 

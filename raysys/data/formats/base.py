@@ -31,6 +31,10 @@ class SplitSource:
     # (n, H, W, C) for encoding "raw", or a list of encoded bytes for "jpeg";
     # labels are int64 (n,).
     chunks: Callable[[], Iterator[Chunk]]
+    # Optional extra int64 columns, one value per row of the split in order
+    # (e.g. STIR's ``scale``); written beside image/label/index, which the
+    # generic stream reads alone.
+    columns: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

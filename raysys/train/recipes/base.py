@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysys.registry import Registry
+from raysys.train.phases import Phase, default_phases
 
 RECIPES: Registry = Registry("recipe", config_key="train.recipe")
 
@@ -47,6 +48,14 @@ class Recipe:
         """Whether to apply this step's gradients."""
         return True
 
+    def batch_size_factor(self) -> int:
+        """The loader's batch is ``train.batch_size`` times this (MIMOConv: the capacity N)."""
+        return 1
+
+    def passes_per_epoch(self) -> int:
+        """Passes over the training data per epoch (MIMOConv: N); the schedule counts them."""
+        return 1
+
     def eval_modes(self, model: nn.Module) -> Iterable[str]:
         """Names of the evaluation passes; "" is the plain one (metrics test_*)."""
         return [""]
@@ -56,6 +65,27 @@ class Recipe:
 
     def epoch_metrics(self, model: nn.Module) -> Dict[str, float]:
         """Statistics logged once per epoch (e.g. learned kernel sizes)."""
+        return {}
+
+    def phases(self) -> List[Phase]:
+        """The run's phases: one, or the two of ``cross_res`` (see raysys/train/phases.py)."""
+        return default_phases(self.cfg)
+
+    def on_phase_start(self, model: nn.Module, phase: Phase, resolution: int) -> None:
+        """Adapt the model to ``phase`` (input side ``resolution``); also called on resume."""
+
+    def select_data(self, manifest: dict, selection: Any) -> Any:
+        """The streams to read (a ``raysys.data.holdout.DataSelection``); may filter rows or add
+        streams, e.g. a "final" stream that :meth:`final_metrics` evaluates (STIR scenarios)."""
+        return selection
+
+    def named_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """An epoch's metrics as logged (STIR: the original's names and units)."""
+        return metrics
+
+    def final_metrics(self, runner: Any, history: List[Dict[str, float]]) -> Dict[str, float]:
+        """Metrics after the last epoch (best weights reloaded under early stopping), on every worker;
+        ``runner`` is the loop's EpochRunner. Rank 0 logs them to MLflow."""
         return {}
 
 

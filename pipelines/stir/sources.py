@@ -1,0 +1,36 @@
+"""The registry of STIR sources: name -> how to build its arrays."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from raysys.data.formats.stir_npz import StirArrays
+from raysys.registry import Registry
+
+# build(source_dir, seed, instances) -> arrays; instances None = the original's count.
+Builder = Callable[[Optional[Path], int, Optional[int]], StirArrays]
+
+
+@dataclass(frozen=True)
+class StirSource:
+    """A STIR source: its builder, and what the user must supply."""
+
+    name: str
+    build: Builder
+    needs_source: bool  # True: --source names a folder of original files
+    instances: int  # instances per class and split in the original
+    description: str
+
+
+STIR_SOURCES: "Registry[StirSource]" = Registry("STIR source")
+
+
+def register_source(name: str, *, needs_source: bool, instances: int, description: str):
+    """Decorator registering ``build`` as the STIR source ``name``."""
+
+    def register(build: Builder) -> Builder:
+        STIR_SOURCES.add(name, StirSource(name, build, needs_source, instances, description))
+        return build
+
+    return register

@@ -1,0 +1,55 @@
+"""``python -m raysys bench <name> [--json]``: one harness for every benchmark."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+
+from raysys.cli.registry import command
+
+
+@contextmanager
+def _stdout_to_stderr(active: bool):
+    """Send everything written to stdout (Ray's worker logs too) to stderr, so --json stays one object."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@command("bench", help="Run a benchmark: timed with warm-up and repeats, compared side by side as ratios.")
+def bench_command(parser: argparse.ArgumentParser):
+    parser.add_argument("name", nargs="?", help="benchmark name; omit to list them")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, the figures mean nothing")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter, e.g. --set repeats=3 (see the listing)")
+    parser.add_argument("--workdir", help="keep the generated data here (default: a temporary folder)")
+
+    def run(args: argparse.Namespace) -> int:
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        from raysys.bench.registry import load_benchmarks
+        from raysys.bench.runner import run_benchmark
+
+        if not args.name:
+            for name, bench in load_benchmarks().items():
+                params = " ".join(f"{k}={v}" for k, v in bench.full.items())
+                print(f"{name}: {bench.help}\n    {params}")
+            return 0
+        load_benchmarks().canonical(args.name)  # an unknown name fails here, with suggestions
+        with _stdout_to_stderr(args.json):
+            result = run_benchmark(args.name, quick=args.quick, overrides=args.overrides, workdir=args.workdir)
+        print(json.dumps(result.to_json()) if args.json else result.format_text())
+        return 0
+
+    return run

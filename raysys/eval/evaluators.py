@@ -1,0 +1,212 @@
+"""Evaluators: what ``python -m raysys eval`` measures, one registry entry each.
+
+An evaluator runs on one worker's shard of the validation stream and keeps
+*summable* totals (counts, sums), so the distributed runner all-reduces them
+and only then turns them into metrics. Images arrive as normalised
+``(N, C, side, side)`` batches where ``side = evaluate.crop + margin`` of the
+most demanding evaluator; each evaluator crops what it needs.
+
+Registered here: ``accuracy`` (``-e``: top-1/top-5 on the centre crop),
+``shift-consistency`` (``-es``) and ``diagonal-consistency`` (``-ed``, whose
+per-image arrays become MLflow artifacts). Another family adds its own with
+``@register_evaluator("name")`` (e.g. MIMO's ``dynamic``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from raysys.config.schema import config_section
+from raysys.eval import consistency
+from raysys.registry import Registry
+
+
+@config_section("evaluate")
+@dataclass
+class EvaluateConfig:
+    """Evaluation of a trained model (``python -m raysys eval``)."""
+
+    # Evaluators `eval` runs: accuracy, shift-consistency, diagonal-consistency, ...
+    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
+    # Evaluators run on the trained model at the end of `train`, into the same MLflow run.
+    after_training: List[str] = field(default_factory=list)
+    # The model's input side (0 = data.resize); crops are taken from larger images.
+    crop: int = 0
+    # Shift consistency: offsets in [0, max_shift)^2, over `shift_passes` passes (--epochs-shift).
+    max_shift: int = 32
+    shift_passes: int = 5
+    # Diagonal consistency: crops at (d, d), d < diagonal_offsets.
+    diagonal_offsets: int = 33
+    # Per-worker evaluation batch (0 = train.eval_batch_size, else train.batch_size / workers).
+    batch_size: int = 0
+    # Which split to evaluate ("" = data.test_split) and how many of its rows (0 = all).
+    split: str = ""
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    crop: int
+    max_shift: int
+    shift_passes: int
+    diagonal_offsets: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "EvalSettings":
+        section = cfg.evaluate
+        return cls(int(section.crop or cfg.data.resize), int(section.max_shift), int(section.shift_passes), int(section.diagonal_offsets))
+
+
+class Evaluator:
+    """One measurement over a worker's shard; totals are summed across workers."""
+
+    def __init__(self, settings: EvalSettings):
+        self.settings = settings
+
+    def margin(self) -> int:
+        """Pixels beyond ``crop`` that the images must have."""
+        return 0
+
+    def passes(self) -> int:
+        return 1
+
+    def update(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, generator: torch.Generator) -> None:
+        raise NotImplementedError
+
+    def totals(self) -> List[float]:
+        raise NotImplementedError
+
+    def metrics(self, totals: List[float]) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def arrays(self) -> Optional[Dict[str, np.ndarray]]:
+        """Per-image arrays (rows in any order, with an ``index`` column), or None."""
+        return None
+
+
+EVALUATORS: Registry[type] = Registry("evaluator")
+
+
+def register_evaluator(name: str, aliases=()):
+    return EVALUATORS.register(name, aliases)
+
+
+def center(images: torch.Tensor, size: int) -> torch.Tensor:
+    top = (images.shape[-2] - size) // 2
+    left = (images.shape[-1] - size) // 2
+    return consistency.crop(images, (top, left), size)
+
+
+@register_evaluator("accuracy", aliases=["top1", "e"])
+class Accuracy(Evaluator):
+    """Top-1/top-5 accuracy (percent) and mean loss on the centre ``crop``: ``main.py -e``."""
+
+    def __init__(self, settings: EvalSettings):
+        super().__init__(settings)
+        self.loss = self.top1 = self.top5 = self.count = 0.0
+
+    def update(self, model, images, labels, index, generator) -> None:
+        outputs = model(center(images, self.settings.crop)).float()
+        self.loss += float(nn.functional.cross_entropy(outputs, labels, reduction="sum"))
+        k = min(5, outputs.shape[1])
+        top = outputs.topk(k, dim=1).indices
+        self.top1 += float((top[:, 0] == labels).sum())
+        self.top5 += float((top == labels[:, None]).any(1).sum())
+        self.count += labels.shape[0]
+
+    def totals(self) -> List[float]:
+        return [self.loss, self.top1, self.top5, self.count]
+
+    def metrics(self, totals: List[float]) -> Dict[str, float]:
+        loss, top1, top5, count = totals
+        n = max(count, 1)
+        return {"eval_loss": loss / n, "eval_top1": 100 * top1 / n, "eval_top5": 100 * top5 / n, "eval_count": count}
+
+
+@register_evaluator("shift-consistency", aliases=["consistency", "es"])
+class ShiftConsistency(Evaluator):
+    """Percent of images classified alike on two random ``crop`` windows: ``main.py -es``."""
+
+    def __init__(self, settings: EvalSettings):
+        super().__init__(settings)
+        self.count = consistency.AgreementCount()
+
+    def margin(self) -> int:
+        return self.settings.max_shift
+
+    def passes(self) -> int:
+        return self.settings.shift_passes
+
+    def update(self, model, images, labels, index, generator) -> None:
+        self.count = self.count + consistency.shift_agreement(model, images, generator, self.settings.crop, self.settings.max_shift)
+
+    def totals(self) -> List[float]:
+        return [self.count.agree, self.count.total]
+
+    def metrics(self, totals: List[float]) -> Dict[str, float]:
+        count = consistency.AgreementCount(int(totals[0]), int(totals[1]))
+        return {"eval_consistency": count.percent, "eval_consistency_pairs": count.total}
+
+
+@register_evaluator("diagonal-consistency", aliases=["diagonal", "ed"])
+class DiagonalConsistency(Evaluator):
+    """Predictions along the diagonal shifts (d, d): ``main.py -ed``; arrays saved as artifacts."""
+
+    def __init__(self, settings: EvalSettings):
+        super().__init__(settings)
+        self.parts: List[Dict[str, np.ndarray]] = []
+
+    def margin(self) -> int:
+        return self.settings.diagonal_offsets - 1
+
+    def update(self, model, images, labels, index, generator) -> None:
+        result = consistency.diagonal_shift(model, images, labels, self.settings.crop, self.settings.diagonal_offsets)
+        part = {name: value.numpy() for name, value in result.items()}
+        part["index"] = index.cpu().numpy().astype(np.int64)
+        self.parts.append(part)
+
+    def totals(self) -> List[float]:
+        corrs = sum(float(p["corrs"].sum()) for p in self.parts)
+        probs = sum(float(p["probs"].sum()) for p in self.parts)
+        same = sum(float((p["preds"] == p["preds"][:, :1]).all(1).sum()) for p in self.parts)
+        images = sum(len(p["index"]) for p in self.parts)
+        return [corrs, probs, same, images]
+
+    def metrics(self, totals: List[float]) -> Dict[str, float]:
+        corrs, probs, same, images = totals
+        cells = max(images * self.settings.diagonal_offsets, 1)
+        return {
+            "eval_diagonal_top1": 100 * corrs / cells,
+            "eval_diagonal_prob": probs / cells,
+            # Images whose prediction is the same at every diagonal shift.
+            "eval_diagonal_stable": 100 * same / max(images, 1),
+        }
+
+    def arrays(self) -> Optional[Dict[str, np.ndarray]]:
+        if not self.parts:
+            return {"index": np.zeros(0, np.int64)}
+        return {key: np.concatenate([p[key] for p in self.parts]) for key in self.parts[0]}
+
+
+def build_evaluators(names: List[str], settings: EvalSettings) -> Dict[str, Evaluator]:
+    """Canonical name -> evaluator, in the given order, duplicates dropped."""
+    out: Dict[str, Evaluator] = {}
+    for name in names:
+        canonical = EVALUATORS.canonical(str(name))
+        if canonical not in out:
+            out[canonical] = EVALUATORS.get(canonical)(settings)
+    return out
+
+
+def image_side(evaluators: Dict[str, Evaluator], settings: EvalSettings) -> int:
+    return settings.crop + max([e.margin() for e in evaluators.values()] or [0])
+
+
+def diagonal_files(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The original's ``diag_*.npy`` arrays, rows in validation order."""
+    order = np.argsort(arrays["index"], kind="stable")
+    return {f"diag_{key}": arrays[key][order] for key in ("probs", "probs2", "corrs", "preds") if key in arrays}

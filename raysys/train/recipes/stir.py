@@ -1,0 +1,133 @@
+"""STIR training (``train.recipe=stir``): the original's ``scripts/train.py`` on Ray Train.
+
+- Streams: train on ``data.train_split`` and validate every epoch on
+  ``data.test_split`` (the presets set ``val``), both filtered to the
+  scenario's train/val scales (``stir.evaluation``); a third stream
+  ``final`` reads split ``test`` at the scenario's test scales (capped by
+  ``data.test_limit`` like the validation stream).
+- Epoch metrics under the original's names and units: ``train_loss``,
+  ``train_acc`` (%), ``train_time`` (s), ``val_loss``, ``val_acc`` (%); the
+  generic ``test_*`` of the validation pass are renamed, and the generic
+  ``epoch_time``, ``images_per_sec``, ``lr`` stay.
+- Early stopping (``train.early_stopping_patience=10`` on ``val_acc``) and
+  the best weights reloaded come from the loop; then the final metrics
+  ``avg_time``, ``best_acc`` (best ``val_acc``), ``test_loss``, ``test_acc``
+  (%), the original's params (model, data, evaluation, kernel_size,
+  interpolation, lr, seed) and the artifact ``generalization.csv`` (test
+  accuracy per object scale as a fraction, the columns of the original's
+  ``eval.py --generalization``: model, data, eval, s17..s64).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raysys.data.stir_scenarios import ALL_SCALES, MAX_SCALE, row_filters, scenario_rows
+from raysys.errors import ConfigError
+from raysys.train.recipes.base import RECIPES, Recipe
+
+FINAL_STREAM, FINAL_SPLIT = "final", "test"
+
+
+def original_params(cfg) -> Dict[str, Any]:
+    """The original's MLflow params of a run."""
+    return {
+        "model": str(cfg.model.name).removeprefix("stir_"),
+        "data": str(cfg.data.name).removeprefix("stir-"),
+        "evaluation": int(cfg.stir.evaluation),
+        "kernel_size": int(cfg.stir.kernel_size),
+        "interpolation": str(cfg.stir.interpolation),
+        "lr": float(cfg.train.lr),
+        "seed": int(cfg.seed),
+    }
+
+
+def generalization_csv(cfg, correct: np.ndarray, counts: np.ndarray) -> str:
+    """One row ``model,data,eval,s17..s64`` of per-scale test accuracy (fraction; empty where unseen)."""
+    params = original_params(cfg)
+    header = ["model", "data", "eval"] + [f"s{s}" for s in ALL_SCALES]
+    values = [params["model"], params["data"], str(params["evaluation"])]
+    values += [f"{c / n:.6f}" if n else "" for c, n in zip(correct, counts)]
+    return ",".join(header) + "\n" + ",".join(values) + "\n"
+
+
+class StirRecipe(Recipe):
+    """Cross-entropy training with scenario streams, the original's metric names and a final test."""
+
+    def select_data(self, manifest: dict, selection: Any) -> Any:
+        if selection.row_filters:
+            raise ConfigError("train.recipe=stir validates on the STIR val split: set data.holdout=0")
+        evaluation = int(self.cfg.stir.evaluation)
+        data = self.cfg.data
+        splits = dict(selection.splits)
+        if FINAL_SPLIT in manifest["splits"]:
+            splits[FINAL_STREAM] = (FINAL_SPLIT, data.test_limit)
+
+        def rows(split: str, limit: int) -> int:
+            n = scenario_rows(manifest, split, evaluation)
+            return min(n, limit) if limit > 0 else n
+
+        return dataclasses.replace(
+            selection, splits=splits,
+            train_rows=rows(data.train_split, data.limit), test_rows=rows(data.test_split, data.test_limit),
+            row_filters=row_filters(evaluation, splits),
+        )
+
+    def named_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        out = dict(metrics)
+        out["train_acc"] = 100.0 * metrics["train_acc"]
+        out["train_time"] = metrics["epoch_time"]
+        out["val_loss"] = out.pop("test_loss")
+        out["val_acc"] = 100.0 * out.pop("test_acc")
+        out["val_count"] = out.pop("test_count", 0)
+        return out
+
+    def final_metrics(self, runner: Any, history: List[Dict[str, float]]) -> Dict[str, float]:
+        import ray.train
+
+        from raysys.data.shards import load_manifest
+        from raysys.data.stream import iter_batches
+        from raysys.track import runs
+        from raysys.train.loop import _all_reduce
+
+        if not history:
+            return {}
+        wc, model = runner.wc, runner.bare
+        manifest = load_manifest(self.cfg.data.path)
+        per_scale = int(manifest["num_classes"]) * int(manifest["options"]["stir"]["instances"])
+        model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros(len(ALL_SCALES), dtype=torch.float64)
+        counts = torch.zeros(len(ALL_SCALES), dtype=torch.float64)
+        batch_size = self.cfg.train.eval_batch_size or wc.per_worker_batch
+        shard = ray.train.get_dataset_shard(FINAL_STREAM)
+        with torch.no_grad():
+            for batch in iter_batches(shard, runner._collator(0, "none"), batch_size, device=wc.device):
+                labels = batch["label"]
+                outputs = model(runner._to_device(batch["image"])).float()
+                loss_sum += float(F.cross_entropy(outputs, labels, reduction="sum"))
+                hits = (outputs.argmax(1) == labels).double().cpu()
+                slot = (MAX_SCALE - batch["index"].cpu() // per_scale) - ALL_SCALES[0]  # scale 17 -> slot 0
+                correct.index_add_(0, slot, hits)
+                counts.index_add_(0, slot, torch.ones_like(hits))
+        totals = _all_reduce([float(loss_sum), *correct.tolist(), *counts.tolist()], wc.device)
+        correct_np, counts_np = np.array(totals[1:1 + len(ALL_SCALES)]), np.array(totals[1 + len(ALL_SCALES):])
+        seen = max(counts_np.sum(), 1.0)
+        final = {
+            "avg_time": float(np.mean([m["train_time"] for m in history])),
+            "best_acc": float(max(m["val_acc"] for m in history)),
+            "test_loss": float(totals[0] / seen),
+            "test_acc": float(100.0 * correct_np.sum() / seen),
+        }
+        if wc.rank == 0 and wc.run_id:
+            runs.log_params(wc.tracking_uri, wc.run_id, original_params(self.cfg))
+            runs.log_text(wc.tracking_uri, wc.run_id, generalization_csv(self.cfg, correct_np, counts_np),
+                          "generalization.csv")
+        return final
+
+
+RECIPES.add("stir", StirRecipe)

@@ -1,0 +1,80 @@
+"""STIR training end to end: emoji shards -> scenario streams -> Ray Train -> MLflow with the original's names."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import raysys.catalog  # noqa: F401
+from raysys.config import load_config
+from raysys.data.stir_scenarios import SCENARIOS
+from raysys.errors import ConfigError
+from raysys.train.early_stopping import EarlyStopping
+from raysys.train.run import run_training
+
+ORIGINAL_PARAMS = {"model": "standard", "data": "emoji", "evaluation": "2", "kernel_size": "7",
+                   "interpolation": "bicubic", "lr": "0.001", "seed": "1"}
+
+
+@pytest.fixture(scope="module")
+def emoji_shards(tmp_path_factory) -> Path:
+    from pipelines.stir.generate import generate
+
+    out = tmp_path_factory.mktemp("stir") / "emoji"
+    generate("emoji", str(out))
+    return out
+
+
+def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, workdir):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    cfg = load_config("stir/emoji", [
+        f"data.path={emoji_shards}", "data.limit=160", "data.test_limit=144", "train.epochs=2", "seed=1",
+        f"tracking.uri={uri}", f"checkpoint.storage_path={workdir / 'runs'}",
+    ])
+    summary = run_training(cfg, progress=False)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert {k: run.data.params[k] for k in ORIGINAL_PARAMS} == ORIGINAL_PARAMS
+    steps = lambda key: [m.step for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]  # noqa: E731
+    for key in ("train_loss", "train_acc", "train_time", "val_loss", "val_acc"):
+        assert steps(key) == [1, 2], key
+    metrics = run.data.metrics
+    assert metrics["val_count"] == 144  # the val stream: scenario-2 scales, capped by data.test_limit
+    assert "test_acc" in metrics and 0.0 <= metrics["test_acc"] <= 100.0
+    val_accs = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    assert metrics["best_acc"] == pytest.approx(max(val_accs))
+    assert metrics["avg_time"] > 0 and metrics["test_loss"] > 0
+    assert summary["test_accuracy"] == pytest.approx(metrics["test_acc"])
+    # Per-scale test accuracy, the columns of the original's eval.py --generalization.
+    text = Path(client.download_artifacts(run.info.run_id, "generalization.csv", str(workdir))).read_text()
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert (row["model"], row["data"], row["eval"]) == ("standard", "emoji", "2")
+    filled = {int(key[1:]) for key, value in row.items() if key.startswith("s") and value}
+    assert filled and filled <= set(SCENARIOS[2].test_scales)
+
+
+def test_early_stopping_keeps_the_best_weights():
+    model = nn.Linear(2, 1)
+    stopper = EarlyStopping(patience=2, metric="val_acc")
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    assert not stopper.update({"epoch": 1, "val_acc": 50.0}, model)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    assert not stopper.update({"epoch": 2, "val_acc": 50.0}, model)  # not strictly better
+    assert stopper.update({"epoch": 3, "val_acc": 40.0}, model) and stopper.stopped
+    stopper.restore_best(model)
+    assert model.weight.eq(1.0).all() and stopper.best_epoch == 1
+    resumed = EarlyStopping(2, "val_acc")
+    resumed.load_state_dict(stopper.state_dict())
+    assert resumed.stopped
+    assert not EarlyStopping(0, "val_acc").update({"epoch": 1}, model)  # off: nothing is read
+    with pytest.raises(ConfigError, match="early_stopping_metric='val_acc'"):
+        EarlyStopping(1, "val_acc").update({"epoch": 1, "test_acc": 0.5}, model)
