@@ -141,7 +141,7 @@ def trained_run(tmp: Path, shards: Path) -> Path:
 def malicious_checkpoint(tmp: Path, shards: Path) -> Path:
     """The latest checkpoint of run 'ckpt' replaced by a pickle that would run code."""
     trained_run(tmp, shards)
-    latest = sorted((tmp / "runs" / "ckpt").glob("checkpoint_*"))[-1]
+    latest = sorted(p for p in (tmp / "runs" / "ckpt").glob("checkpoint_*") if p.is_dir())[-1]
     (latest / "state.pt").write_bytes(pickle.dumps(_Exploit()))
     return shards
 
@@ -256,7 +256,7 @@ CASES = [
          "training run 'corrupt' failed: …", setup=broken_page_header, ray=True),
     Case("checkpoint-other-model", "checkpoint of another model (same run name)",
          train(*TINY, "train.epochs=2", "run_name=ckpt", "model.name=cifar_resnet32"), 1,
-         "training run 'ckpt' failed: checkpoint {tmp}/runs/ckpt/checkpoint_… does not fit model CifarResNet: … unexpected keys …",
+         "training run 'ckpt' failed: checkpoint {tmp}/runs/ckpt/checkpoint_… does not fit model CIFARResNet: … missing keys …",
          setup=trained_run, ray=True, slow=True),
     Case("malicious-checkpoint", "malicious pickle as checkpoint (refused by weights_only)",
          train(*TINY, "train.epochs=2", "run_name=ckpt"), 1,
