@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,27 @@ from raysys.train.grad_skip import GradientSkipRule
 from raysys.train.mixup import mixup, sample_lambda
 from raysys.train.recipes import build_recipe
 
-SEED_FILE = next(Path("/work/shared/seeds").glob("002_*.txt"), None)
+# The 18 commands of seed 002's README, verbatim ($RUN set to 0).
+SEED_COMMANDS = [
+    'python src/train_superposition.py -f -e 200 -x 0 -r 1 --width 10 --initial_width 1 WideResNet-28 CIFAR10 None 1',
+    'python src/train_superposition.py -f -e 200 -x 0 -r 1 --width 10 --initial_width 1 WideResNet-28 CIFAR100 None 1',
+    'python src/train_superposition.py -f -e 1200 -x 1 -r 0 --width 10 --initial_width 1 WideISOReLUNet-28 CIFAR10 None 1',
+    'python src/train_superposition.py -f -e 1200 -x 1 -r 0 --width 10 --initial_width 1 WideISOReLUNet-28 CIFAR100 None 1',
+    'python src/train_superposition.py -f -e 1200 -f -x 2 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 1',
+    'python src/train_superposition.py -f -e 1200 -f -x 2 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 1',
+    'python src/train_superposition.py -f -e 1200 -f -x 3 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 2',
+    'python src/train_superposition.py -f -e 1200 -f -x 3 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 2',
+    'python src/train_superposition.py -f -e 1200 -f -x 4 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 4',
+    'python src/train_superposition.py -f -e 1200 -f -x 4 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 4',
+    'python src/train_superposition.py --sup_low 1 --sup_frequency 0.8 -e 1200 -f -x 5 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 4',
+    'python src/train_superposition.py --sup_low 1 --sup_frequency 0.8 -e 1200 -f -x 5 -r 1 --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 4',
+    'python src/validate_dynamic.py --sup_low 1 -c "path/to/model/CIFAR10model.pt" --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 4',
+    'python src/validate_dynamic.py --sup_low 1 -c "path/to/model/CIFAR100model.pt" --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 4',
+    'python src/validate_dynamic.py --sup_low 2 -c "path/to/model/CIFAR10model.pt" --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 4',
+    'python src/validate_dynamic.py --sup_low 2 -c "path/to/model/CIFAR100model.pt" --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 4',
+    'python src/validate_dynamic.py --sup_low 4 -c "path/to/model/CIFAR10model.pt" --width 10 --initial_width 4 MIMONet-28 CIFAR10 HRR 4',
+    'python src/validate_dynamic.py --sup_low 4 -c "path/to/model/CIFAR100model.pt" --width 10 --initial_width 4 MIMONet-28 CIFAR100 HRR 4',
+]
 TINY = ["mimo.width=1", "mimo.initial_width=1", "model.name=MIMONet-10"]
 
 
@@ -144,18 +163,8 @@ def test_holdout_split_is_deterministic_and_matches_random_split():
 # -- legacy translation ------------------------------------------------------------------------------
 
 
-def seed_commands():
-    if SEED_FILE is None:
-        return []
-    lines = [line.split(")", 1)[1].strip() for line in SEED_FILE.read_text().splitlines() if line.startswith("$(myMIMOenv) python")]
-    return [line.replace("$RUN", "0") for line in lines]
-
-
-@pytest.mark.skipif(SEED_FILE is None, reason="seed 002 is not on this machine")
 def test_every_seed_command_translates():
-    commands = seed_commands()
-    assert len(commands) == 18
-    for line in commands:
+    for line in SEED_COMMANDS:
         translation = translate(shlex.split(line))
         if "train_superposition.py" in line:
             assert translation.command == "train" and translation.preset.startswith("mimoconv/")
