@@ -66,14 +66,19 @@ def prepare_command(parser: argparse.ArgumentParser):
     return run
 
 
-def _add_preset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("preset", help="preset name, e.g. cifar-resnet/fashion-mnist-resnet20 (see `raysys presets`)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides key=value, e.g. train.epochs=2 seed=1")
+def add_preset_arguments(
+    parser: argparse.ArgumentParser,
+    preset_help: str = "preset name, e.g. cifar-resnet/fashion-mnist-resnet20 (see `raysys presets`)",
+    overrides_example: str = "train.epochs=2 seed=1",
+) -> None:
+    """The ``preset`` positional and the dotted ``overrides`` that every run-like command takes."""
+    parser.add_argument("preset", help=preset_help)
+    parser.add_argument("overrides", nargs="*", help=f"dotted overrides key=value, e.g. {overrides_example}")
 
 
 @command("train", help="Train a preset on Ray (Ray Train + Ray Data), tracked in MLflow.")
 def train_command(parser: argparse.ArgumentParser):
-    _add_preset_arguments(parser)
+    add_preset_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
@@ -95,7 +100,7 @@ def train_command(parser: argparse.ArgumentParser):
 
 @command("summary", help="Print a preset's model: layer table and parameter count.")
 def summary_command(parser: argparse.ArgumentParser):
-    _add_preset_arguments(parser)
+    add_preset_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the dummy input")
 

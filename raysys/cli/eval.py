@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from raysys.cli.commands import add_preset_arguments
 from raysys.cli.registry import command
 
 
@@ -26,9 +27,12 @@ def _is_preset(name: str) -> bool:
 
 
 def _preset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("preset", help="preset name, e.g. antialiased/eval-resnet50_lpf4 (see `raysys presets`); "
-                        "for eval also a trained run: MLflow run id, run name or checkpoint path")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides key=value, e.g. antialias.weights=weights/x.pth")
+    add_preset_arguments(
+        parser,
+        preset_help="preset name, e.g. antialiased/eval-resnet50_lpf4 (see `raysys presets`); "
+        "for eval also a trained run: MLflow run id, run name or checkpoint path",
+        overrides_example="antialias.weights=weights/x.pth",
+    )
 
 
 @command("eval", help="Evaluate a model on the validation shards with Ray (accuracy, shift consistency, ...), into MLflow.")
