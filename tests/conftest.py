@@ -15,6 +15,8 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 # A loaded 2-core machine starts the dashboard's modules slower than Ray's 30 s default.
 os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
+# ... and the dashboard process itself slower than the 60 s ray.init waits (read when ray is imported).
+os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "300")
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,40 @@ def test_a_path_on_nfs_counts_as_shared(tmp_path):
         check_shared_storage(str(tmp_path / "local"), "http://mlflow:5000", False, nodes=TWO, mounts_file=str(mounts))
 
 
+def test_a_sweep_with_local_storage_is_refused_on_two_nodes_before_any_run(tmp_path, monkeypatch):
+    """The storage rule runs before the sweep's parent run opens (node count faked, no Ray started)."""
+    import raysys.catalog  # noqa: F401
+    import raysys.tune.sweep as sweep
+    from mlflow.tracking import MlflowClient
+
+    from raysys.tune.space import load_space
+    from tests.test_sweep import write_space
+
+    monkeypatch.setattr(sweep, "ensure_ray", lambda min_cpus=0: None)
+    monkeypatch.setattr("raysys.train.storage.alive_nodes", lambda nodes=None: TWO[:2])
+    space = load_space(write_space(tmp_path / "space.yaml", tmp_path / "shards", tmp_path))
+    with pytest.raises(ConfigError, match=r"checkpoint.storage_path=.*/runs is a local path, but the cluster has 2 nodes"):
+        sweep.run_sweep(space)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+def test_a_sweep_runs_at_most_what_the_cluster_holds(monkeypatch):
+    import ray
+
+    from raysys.config.loader import load_config
+    from raysys.tune import sweep
+
+    configs = [load_config(P, ["scaling.num_workers=2", "scaling.use_gpu=false"])]
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 5.0})
+    monkeypatch.setattr(sweep, "_autoscaler_max_resources", lambda: None)
+    assert sweep.default_concurrency(configs) == 2  # (5 CPUs - 1 for Ray Data) / 2 CPUs per trial
+    monkeypatch.setattr(sweep, "_autoscaler_max_resources", lambda: {"CPU": 17})
+    assert sweep.default_concurrency(configs) == 8  # the autoscaler may grow the cluster to 17 CPUs
+    assert sweep.running_limit(8, 2, "s") == 2 and sweep.running_limit(0, 2, "s") == 2
+    assert sweep.running_limit(1, 2, "s") == 1
+
+
 def test_cluster_files_parse():
     for name in ("runtime_env.yaml", "ray-cluster.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob.yaml"):
         docs = list(yaml.safe_load_all((REPO / "cluster" / name).read_text()))
@@ -170,21 +204,52 @@ def test_sweep_job_runs_two_trials_into_the_server(local_cluster, fashion_shards
     assert sorted(r.info.status for r in children) == ["FINISHED", "FINISHED"]
 
 
+def most_at_once(runs) -> int:
+    """The largest number of MLflow runs that were open at the same moment."""
+    events = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs])
+    level = peak = 0
+    for _, step in events:  # an end sorts before a start at the same millisecond
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 @pytest.mark.slow
 def test_eight_trials_queue_on_a_cluster_that_holds_fewer(local_cluster, fashion_shards):
-    """max_concurrent=8 on a cluster of 4 CPUs with 2-CPU trials: trials wait, none fails."""
-    space = {
-        "name": "cluster-load", "report": "cluster", "preset": P,
-        "overrides": local_cluster.train_overrides(
-            fashion_shards, "data.limit=128", "data.test_limit=64", "scaling.num_workers=2", "checkpoint.shared=true"),
-        "grid": {"train.lr": [0.1, 0.05, 0.02, 0.01]}, "seeds": [0, 1], "max_concurrent": 8,
-    }
-    path = REPO / ".cluster-load-space.yaml"
-    path.write_text(yaml.safe_dump(space))
+    """max_concurrent=8 on a cluster of 5 CPUs with 2-CPU trials: 2 trainers at once, the others queue, none fails.
+
+    First the same sweep without checkpoint.shared=true: refused before any trial or parent run.
+    """
+    def space(*extra: str) -> dict:
+        return {
+            "name": "cluster-load", "report": "cluster", "preset": P,
+            "overrides": local_cluster.train_overrides(
+                fashion_shards, "data.limit=128", "data.test_limit=64", "scaling.num_workers=2", *extra),
+            "grid": {"train.lr": [0.1, 0.05, 0.02, 0.01]}, "seeds": [0, 1], "max_concurrent": 8,
+        }
+
+    path = REPO / ".cluster-load-space.yaml"  # inside the uploaded working dir
     try:
+        path.write_text(yaml.safe_dump(space()))
+        refused = local_cluster.submit("sweep", path.name)
+        path.write_text(yaml.safe_dump(space("checkpoint.shared=true")))
         result = local_cluster.submit("sweep", path.name, timeout=3000)
     finally:
         path.unlink()
+    client = local_cluster.client()
+    assert refused.returncode != 0
+    assert "is a local path, but the cluster has 2 nodes" in refused.stdout + refused.stderr
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "max_concurrent=8, but the cluster holds 2 trainers at once" in result.stdout + result.stderr
     summary = last_json(result.stdout)
     assert summary["trials"] == 8 and summary["started"] == 8 and summary["failed"] == []
+    experiment_id = client.get_run(summary["parent_run_id"]).info.experiment_id
+    parents = client.search_runs([experiment_id], "tags.`raysys.sweep` = 'cluster-load'")
+    assert [p.info.run_id for p in parents] == [summary["parent_run_id"]]  # the refused sweep opened none
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 8
+    assert most_at_once(children) <= 2
+    first_end = min(r.info.end_time for r in children)
+    queued = [r for r in children if r.info.start_time >= first_end]
+    print(f"{len(queued)} of 8 trials started after the first one finished (queued); at most {most_at_once(children)} at once")
+    assert len(queued) >= 6

@@ -36,6 +36,11 @@ def crossres_config(shards: Path, workdir: Path, *extra: str):
     ])
 
 
+def checkpoint_dirs(run_dir: Path) -> list:
+    """Ray Train's checkpoint folders of a run, oldest first (not its checkpoint_manager_snapshot.json)."""
+    return sorted(path for path in run_dir.glob("checkpoint_*") if path.is_dir())
+
+
 def mlflow_history(uri: str, run_id: str, key: str):
     from mlflow.tracking import MlflowClient
 
@@ -88,11 +93,13 @@ def test_killed_crossres_run_resumes_in_the_finetune_phase(fashion_shards, tmp_p
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     runs_dir = tmp_path / "runs" / "killed-crossres"
     deadline = time.time() + 900
-    while not list(runs_dir.glob("checkpoint_*")) and time.time() < deadline and first.poll() is None:
-        time.sleep(0.5)
+    # A checkpoint counts once Ray Train has registered it in the run's snapshot (its files are complete).
+    snapshot = runs_dir / "checkpoint_manager_snapshot.json"
+    while not (snapshot.is_file() and checkpoint_dirs(runs_dir)) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
-    checkpoints = sorted(runs_dir.glob("checkpoint_*"))
+    checkpoints = checkpoint_dirs(runs_dir)
     assert checkpoints, "no checkpoint appeared"
     assert ckpt.load_file(checkpoints[0])["phase"] == 0
 
@@ -108,5 +115,5 @@ def test_killed_crossres_run_resumes_in_the_finetune_phase(fashion_shards, tmp_p
     assert history["phase"] == [(1, 0.0), (2, 1.0), (3, 1.0)]
     assert [s for s, _ in history["ootb_test_acc"]] == [2]
     assert [v for _, v in history["resolution"]] == [14.0, 28.0, 28.0]
-    final = ckpt.load_file(sorted(runs_dir.glob("checkpoint_*"))[-1])
+    final = ckpt.load_file(checkpoint_dirs(runs_dir)[-1])
     assert final["epoch"] == 3 and final["phase"] == 1

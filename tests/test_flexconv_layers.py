@@ -1,6 +1,7 @@
 """FlexConv layers: kernel generators, CKConv/FlexConv, the FFT path and N-Jet (SRF)."""
 from __future__ import annotations
 
+import collections
 import math
 import warnings
 
@@ -76,6 +77,26 @@ def test_fft_path_selection_is_automatic_and_forceable():
 
 # -- kernel generators -------------------------------------------------------------------
 
+
+
+def _ops_of_a_training_step(use_fft: str) -> collections.Counter:
+    """(op, input shapes) -> count of one FlexConv forward + backward at the initial mask size."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    conv = FlexConv(3, 4, horizon=33, conv_use_fft=use_fft)  # sigma 0.075: a 5x5 kernel
+    x = torch.randn(2, 3, 16, 16)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        conv(x).square().mean().backward()
+    assert conv.last_kernel.shape[-2:] == (5, 5)
+    return collections.Counter({(e.key, str(e.input_shapes)): e.count
+                                for e in prof.key_averages(group_by_input_shape=True)})
+
+
+def test_auto_path_runs_exactly_the_direct_ops_below_the_fft_size():
+    # "auto" must cost nothing over "false" for small kernels: no extra op, sync or copy.
+    assert _ops_of_a_training_step("auto") == _ops_of_a_training_step("false")
+    assert _ops_of_a_training_step("auto") != _ops_of_a_training_step("true")
 
 def test_magnet_and_gabor_initialisation():
     torch.manual_seed(0)

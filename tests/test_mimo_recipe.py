@@ -212,3 +212,19 @@ def test_an_evaluation_may_change_only_evaluation_keys():
         apply_eval_overrides(trained, ["mimo.width=4"])
     with pytest.raises(ConfigError, match="unknown config key 'mimo.depth'"):
         apply_eval_overrides(trained, ["mimo.depth=4"])
+
+
+def test_speed_accuracy_figure_plots_each_mode_and_says_when_nothing_was_measured(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from pipelines.report.definitions import mimoconv
+
+    report = SimpleNamespace(definition=SimpleNamespace(title="MIMOConv"))
+    monkeypatch.setattr(mimoconv, "mode_points", lambda _: {"N=4": [(1, 95.0, 100.0, 3), (4, 93.5, 310.0, 3)]})
+    files = mimoconv.speed_accuracy(report, tmp_path / "some")
+    assert all(path.stat().st_size > 0 for path in files)
+    assert (tmp_path / "some" / "speed_accuracy.csv").read_text().splitlines() == [
+        "row,superposition,top1,images_per_sec,seeds", "N=4,1,95.0000,100.00,3", "N=4,4,93.5000,310.00,3"]
+    monkeypatch.setattr(mimoconv, "mode_points", lambda _: {})
+    mimoconv.speed_accuracy(report, tmp_path / "none")
+    assert (tmp_path / "none" / "speed_accuracy.csv").read_text() == "row,superposition,top1,images_per_sec,seeds\n"

@@ -5,6 +5,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -58,6 +59,13 @@ def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, wor
     assert (row["model"], row["data"], row["eval"]) == ("standard", "emoji", "2")
     filled = {int(key[1:]) for key, value in row.items() if key.startswith("s") and value}
     assert filled and filled <= set(SCENARIOS[2].test_scales)
+    # The original's eval.py --equivariance on the best weights: errors.npz (n classes, m instances, 6 pairs).
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "errors.npz" in artifacts and "indices.npz" not in artifacts  # no scale pools in stir_standard
+    with np.load(client.download_artifacts(run.info.run_id, "errors.npz", str(workdir))) as errors:
+        assert sorted(errors.files) == ["stage1", "stage2"]
+        assert errors["stage1"].shape == errors["stage2"].shape == (36, 1, 6)
+        assert np.isfinite(errors["stage1"]).mean() > 0.5 and (errors["stage1"][np.isfinite(errors["stage1"])] >= 0).all()
 
 
 def test_early_stopping_keeps_the_best_weights():

@@ -50,6 +50,9 @@ class ReportDefinition:
     # each figure a function (report, out folder) -> the files it wrote.
     columns: Tuple[Column, ...] = ()
     figures: Tuple[Callable[["Report", Path], List[Path]], ...] = ()
+    # A report that is not row x seed by run name builds itself instead of collect/tables/figures:
+    # builder(definition, out folder, space_path=, space_overrides=, tracking_uri=) -> (Report, files written).
+    builder: Optional[Callable[..., Tuple["Report", List[Path]]]] = None
 
     def space_path(self) -> Path:
         return SPACES_DIR / self.space
@@ -218,10 +221,14 @@ def build_report(name: str, out: Path, *, space_path: Optional[Path] = None, spa
     from pipelines.report import figures
 
     definition = REPORTS.get(name)
-    report = collect(definition, space_path=space_path, space_overrides=space_overrides, tracking_uri=tracking_uri)
     target = Path(out) / name
-    files = write_tables(report, target)
-    files += figures.draw_all(report, target)
+    if definition.builder is not None:
+        report, files = definition.builder(definition, target, space_path=space_path,
+                                           space_overrides=space_overrides, tracking_uri=tracking_uri)
+    else:
+        report = collect(definition, space_path=space_path, space_overrides=space_overrides, tracking_uri=tracking_uri)
+        files = write_tables(report, target)
+        files += figures.draw_all(report, target)
     if log_to_mlflow and report.parent_run_id:
         runs.log_artifact_files(report.tracking_uri, report.parent_run_id, files, "report")
     return report

@@ -13,12 +13,27 @@ import numpy as np  # noqa: E402
 from raysys.track import runs  # noqa: E402
 
 
-def _save(fig, out: Path, stem: str) -> List[Path]:
+def save_figure(fig, out: Path, stem: str) -> List[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` and close the figure."""
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for path in paths:
         fig.savefig(path, bbox_inches="tight", dpi=150)
     plt.close(fig)
     return paths
+
+
+
+def finish_axes(ax, *, title: str, xlabel: str, ylabel: str, empty_note: str = "") -> None:
+    """Title, labels and grid; a legend when something was drawn, else ``empty_note`` in the middle."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    drawn = ax.lines or ax.collections or ax.patches
+    if drawn and ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7)
+    elif not drawn and empty_note:
+        ax.text(0.5, 0.5, empty_note, ha="center", va="center", transform=ax.transAxes, fontsize=8)
 
 
 def curves(report, out: Path) -> List[Path]:
@@ -41,13 +56,8 @@ def curves(report, out: Path) -> List[Path]:
         std = np.array([np.std(series[s]) for s in steps])
         ax.plot(steps, mean, marker="o", label=f"{row.label} (n={len(row.values)})")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"{metric} ×{scale:g}")
-    ax.set_title(report.definition.title, fontsize=9)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7)
-    return _save(fig, out, "curves")
+    finish_axes(ax, title=report.definition.title, xlabel="epoch", ylabel=f"{metric} ×{scale:g}")
+    return save_figure(fig, out, "curves")
 
 
 def headline(report, out: Path) -> List[Path]:
@@ -68,7 +78,7 @@ def headline(report, out: Path) -> List[Path]:
         ax.set_ylim(max(0.0, low - (high - low) * 0.5 - 2), high + (high - low) * 0.2 + 2)
     ax.set_title(report.definition.title, fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, out, "headline")
+    return save_figure(fig, out, "headline")
 
 
 def draw_all(report, out: Path) -> List[Path]:

@@ -6,7 +6,8 @@ kernel-L2 loss) on one fixed random batch. Six cases, interleaved round by round
 ``conv.use_fft`` false (direct ``F.conv2d``), true (rfft2) and auto (FFT from
 ``conv.fft_min_kernel``), each at the mask's initial size (sigma 0.075: about 5x5 of
 the 33x33 grid after dynamic cropping) and with fully grown masks (sigma 1: the whole
-33x33 horizon). Every case has its own copy of the same initial weights.
+33x33 horizon). Every case has its own copy of the same initial weights. ``sizes`` and
+``paths`` pick a subset (e.g. ``sizes=init paths=direct,auto``: many cheap repeats).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 from raysys.bench.registry import BenchContext, register_benchmark
 from raysys.bench.result import Goal
 from raysys.bench.timing import compare, default_device, torch_threads
+from raysys.errors import ConfigError
 
 PRESET = "flexconv/cifar10-flexnet7"
 PATHS = {"direct": "false", "fft": "true", "auto": "auto"}
@@ -66,10 +68,20 @@ def _set_mask_sigma(model, sigma) -> None:
                 layer.mask_params[:, 1] = sigma
 
 
+def selected(key: str, text: str, choices: dict) -> dict:
+    """The entries of ``choices`` named in ``text`` (comma-separated), in ``choices``' order."""
+    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    if not names or set(names) - set(choices):
+        raise ConfigError(f"bad value {text!r} for benchmark parameter {key!r}: "
+                          f"name one or more of {', '.join(choices)}, comma-separated")
+    return {name: value for name, value in choices.items() if name in names}
+
+
 @register_benchmark(
     "flexconv",
     help="FlexNet-7 training steps/s: direct vs FFT vs auto conv path, at the initial and the full mask size",
-    full=dict(batch=64, size=32, steps=1, threads=2, repeats=3, warmup=1, weight_decay=0.0, fft_min_kernel=15),
+    full=dict(batch=64, size=32, steps=1, threads=2, repeats=3, warmup=1, weight_decay=0.0, fft_min_kernel=15,
+              sizes="init,full", paths="direct,fft,auto"),
     quick=dict(batch=2, size=16, repeats=1),
 )
 def bench_flexconv(ctx: BenchContext) -> None:
@@ -78,17 +90,19 @@ def bench_flexconv(ctx: BenchContext) -> None:
     from raysys.models import InputSpec, build_model
 
     result, device = ctx.result, default_device()
+    mask_sigmas = selected("sizes", ctx["sizes"], MASK_SIGMAS)
+    paths = selected("paths", ctx["paths"], PATHS)
     cases, sides = {}, {}
     with torch_threads(ctx["threads"]):
         result.machine["torch_threads"] = torch.get_num_threads()
         images = torch.randn(ctx["batch"], 3, ctx["size"], ctx["size"], device=device)
         labels = torch.randint(0, 10, (ctx["batch"],), device=device)
-        for path, use_fft in PATHS.items():
+        for path, use_fft in paths.items():
             cfg = load_config(PRESET, [f"conv.use_fft={use_fft}", f"conv.fft_min_kernel={ctx['fft_min_kernel']}",
                                        f"train.weight_decay={ctx['weight_decay']}"])
             torch.manual_seed(0)
             base = build_model(cfg, InputSpec(3, ctx["size"], 10)).to(device)
-            for size, sigma in MASK_SIGMAS.items():
+            for size, sigma in mask_sigmas.items():
                 model = copy.deepcopy(base)
                 _set_mask_sigma(model, sigma)
                 name = f"{path}_{size}"
@@ -98,11 +112,12 @@ def bench_flexconv(ctx: BenchContext) -> None:
     for name, sample in samples.items():
         result.add_figure(name, "images/s", sample.rate().values)
     for size, goal in (("full", FULL_GOAL), ("init", INIT_GOAL)):
-        result.add_ratio(f"auto/direct {size}", f"auto_{size}", f"direct_{size}", goal)
-        result.add_ratio(f"fft/direct {size}", f"fft_{size}", f"direct_{size}")
+        for path, path_goal in (("auto", goal), ("fft", None)):
+            if size in mask_sigmas and {path, "direct"} <= set(paths):
+                result.add_ratio(f"{path}/direct {size}", f"{path}_{size}", f"direct_{size}", path_goal)
     result.notes.append(
         f"FlexNet-7 ({PRESET}), batch {ctx['batch']} of {ctx['size']}x{ctx['size']}, {ctx['steps']} Adam step(s) per "
         f"sample (FlexConv recipe, weight_decay {ctx['weight_decay']}), {ctx['threads']} torch threads, "
-        f"device {device.type}, fp32, channels_last; kernel sides: init {sides['init']}, full {sides['full']}; "
+        f"device {device.type}, fp32, channels_last; kernel sides: {sides}; "
         f"auto uses the FFT from side {ctx['fft_min_kernel']}"
     )

@@ -1,8 +1,10 @@
-"""``python -m raysys stir``: generate STIR datasets, or shard an original STIR npz file."""
+"""``python -m raysys stir``: generate STIR datasets, shard an original STIR npz file, export runs."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from raysys.cli.registry import command
 
@@ -19,9 +21,9 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-shard", type=int, default=None)
 
 
-@command("stir", help="STIR (scale equivariance): generate a dataset, or shard an original npz file.")
+@command("stir", help="STIR (scale equivariance): generate a dataset, shard an original npz file, export runs.")
 def stir_command(parser: argparse.ArgumentParser):
-    sub = parser.add_subparsers(dest="stir_command", metavar="<generate|shards>")
+    sub = parser.add_subparsers(dest="stir_command", metavar="<generate|shards|export|analyze>")
     sub.required = True
 
     gen = sub.add_parser("generate", help="generate STIR emoji, mnist, trafficsign or aerial")
@@ -41,6 +43,25 @@ def stir_command(parser: argparse.ArgumentParser):
     _add_output_arguments(shards)
     shards.set_defaults(stir_run=_run_shards)
 
+    export = sub.add_parser("export", help="write FINISHED STIR runs as the original's clean.csv (lr-selected)")
+    export.add_argument("--out", required=True, help="the CSV file to write, e.g. clean.csv")
+    export.add_argument("--experiment", default="stir", help="MLflow experiment (default: stir, the presets' paper)")
+    export.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: sqlite ./mlflow.db)")
+    export.add_argument("--data", default="", help="only this dataset (emoji, mnist, trafficsign, aerial)")
+    export.add_argument("--all", action="store_true",
+                        help="every run, no lr selection (default: per model and scenario the lr with the higher "
+                             "median best_acc over seeds 1-5, and its seeds 1-50 (emoji) or 1-25)")
+    export.add_argument("--space-out", default="",
+                        help="also write a tune space that trains every model and scenario of --data at its kept lr "
+                             "(seeds 1-50 or 1-25; finished runs are skipped by the sweep)")
+    export.set_defaults(stir_run=_run_export)
+
+    analyze = sub.add_parser("analyze", help="log errors.npz / indices.npz (equivariance, scale indices) "
+                                             "into a finished STIR run")
+    analyze.add_argument("run", help="MLflow run id, run name or checkpoint path of a STIR training run")
+    analyze.add_argument("overrides", nargs="*", help="key=value, e.g. tracking.uri=... data.path=...")
+    analyze.set_defaults(stir_run=_run_analyze)
+
     return lambda args: args.stir_run(args)
 
 
@@ -59,4 +80,44 @@ def _run_shards(args: argparse.Namespace) -> int:
     manifest = convert(args.source, args.out, name=args.name, overwrite=args.overwrite,
                        rows_per_shard=args.rows_per_shard)
     _print_summary(manifest, args.out)
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pipelines.report.stir_runs import DATASETS, search_records, select_lr, selected_space, write_clean_csv
+    from raysys.errors import ConfigError, one_of
+    from raysys.track.uri import resolve_tracking_uri
+
+    if args.data and args.data not in DATASETS:
+        raise ConfigError(f"stir export --data: {one_of(args.data, DATASETS)}")
+    if args.space_out and (args.all or not args.data):
+        raise ConfigError("stir export --space-out needs --data (one dataset per space) and the lr selection (no --all)")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    records = search_records(uri, args.experiment, data=args.data)
+    if not records:
+        scope = f" of dataset {args.data!r}" if args.data else ""
+        print(f"error: no FINISHED STIR runs{scope} in MLflow experiment {args.experiment!r} at {uri}", file=sys.stderr)
+        return 1
+    selection = None if args.all else select_lr(records)
+    rows = records if selection is None else selection.records
+    write_clean_csv(rows, args.out)
+    summary = {"out": args.out, "experiment": args.experiment, "runs_found": len(records), "runs_written": len(rows)}
+    if selection is not None:
+        summary["lr"] = {"/".join(map(str, c.key)): c.lr for c in selection.choices}
+    if args.space_out:
+        import yaml
+
+        space = selected_space(selection, args.data)
+        header = f"# Written by: python -m raysys stir export --data {args.data} --space-out (the kept lr per row)\n"
+        Path(args.space_out).write_text(header + yaml.safe_dump(space, sort_keys=False, width=120))
+        summary["space"] = {"out": args.space_out, "rows": len(space["presets"])}
+    print(json.dumps(summary))
+    return 0
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    import raysys.catalog  # noqa: F401
+    from raysys.eval.stir_analysis import analyse_trained
+
+    print(json.dumps(analyse_trained(args.run, args.overrides)))
     return 0

@@ -64,11 +64,17 @@ class StirConfig:
     ``kernel_size`` (3, 7, 11, 15) and ``interpolation`` (nearest, bilinear,
     bicubic, area) configure the STIR models (raysys/models/stir.py); the
     paper's values are 7 and bicubic.
+
+    ``analysis`` logs ``errors.npz`` / ``indices.npz`` at the end of a run
+    (raysys/eval/stir_analysis.py; costly for the scale-pool models on CPU);
+    ``analysis_raw_pixels`` feeds it 0..255 pixels as the original did.
     """
 
     evaluation: int = 0
     kernel_size: int = 7
     interpolation: str = "bicubic"
+    analysis: bool = True
+    analysis_raw_pixels: bool = False
 
 
 def get_scenario(evaluation: int) -> Optional[Scenario]:

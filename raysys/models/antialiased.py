@@ -27,20 +27,26 @@ Where BlurPool goes (each ``BlurPool`` has stride 2 and follows the ReLU, issue 
 
 The stem convs of ResNet, DenseNet and MobileNetV2 stay strided, as in the original
 (``pool_only=True``, its default).
+
+torchvision is imported where a model is built or antialiased, not at import time:
+importing it loads ``torch._dynamo`` (seconds), and every Ray Train worker imports
+this module through ``raysys.catalog``.
 """
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Union
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models import resnet as tv_resnet
-from torchvision.models.densenet import DenseNet, _Transition
-from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
+
+if TYPE_CHECKING:  # for the annotations only
+    import torchvision
+    from torchvision.models import resnet as tv_resnet
+    from torchvision.models.densenet import DenseNet
+    from torchvision.models.mobilenetv2 import MobileNetV2
 
 from raysys.config.schema import config_section
 from raysys.models.registry import MODELS, InputSpec
@@ -97,6 +103,8 @@ def _square(value) -> int:
 
 
 def _antialias_resnet(model: tv_resnet.ResNet, f: int, pad: str) -> None:
+    from torchvision.models import resnet as tv_resnet
+
     model.maxpool = _blur_after(nn.MaxPool2d(kernel_size=2, stride=1), model.conv1.out_channels, f, pad)
     for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
         for block in layer:
@@ -141,6 +149,8 @@ def _antialias_alexnet(model: torchvision.models.AlexNet, f: int, pad: str) -> N
 
 
 def _antialias_densenet(model: DenseNet, f: int, pad: str) -> None:
+    from torchvision.models.densenet import _Transition
+
     features = model.features
     pool0 = features.pool0
     features.pool0 = _blur_after(
@@ -153,6 +163,8 @@ def _antialias_densenet(model: DenseNet, f: int, pad: str) -> None:
 
 
 def _antialias_mobilenet_v2(model: MobileNetV2, f: int, pad: str) -> None:
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
     for block in model.features:
         if not isinstance(block, InvertedResidual) or block.stride == 1:
             continue
@@ -167,13 +179,17 @@ def _antialias_mobilenet_v2(model: MobileNetV2, f: int, pad: str) -> None:
             raise TypeError("strided MobileNetV2 block without a strided depthwise conv")
 
 
-_SURGERY: Dict[type, Callable[[nn.Module, int, str], None]] = {
-    tv_resnet.ResNet: _antialias_resnet,
-    torchvision.models.VGG: _antialias_vgg,
-    torchvision.models.AlexNet: _antialias_alexnet,
-    DenseNet: _antialias_densenet,
-    MobileNetV2: _antialias_mobilenet_v2,
-}
+def _surgeries() -> Dict[type, Callable[[nn.Module, int, str], None]]:
+    """The surgery of each torchvision model class."""
+    import torchvision
+
+    return {
+        torchvision.models.ResNet: _antialias_resnet,
+        torchvision.models.VGG: _antialias_vgg,
+        torchvision.models.AlexNet: _antialias_alexnet,
+        torchvision.models.DenseNet: _antialias_densenet,
+        torchvision.models.MobileNetV2: _antialias_mobilenet_v2,
+    }
 
 
 def antialias(model: nn.Module, filt_size: int = DEFAULT_FILTER_SIZE, pad_type: str = "reflect") -> nn.Module:
@@ -184,7 +200,7 @@ def antialias(model: nn.Module, filt_size: int = DEFAULT_FILTER_SIZE, pad_type: 
     pad_type = PAD_TYPES.canonical(pad_type)
     if any(isinstance(m, BlurPool) for m in model.modules()):
         raise ValueError(f"{type(model).__name__} is already antialiased")
-    for cls, surgery in _SURGERY.items():
+    for cls, surgery in _surgeries().items():
         if isinstance(model, cls):
             surgery(model, filt_size, pad_type)
             return model
@@ -214,6 +230,8 @@ def build_baseline(arch: str, num_classes: int = 1000, in_channels: int = 3) -> 
     """torchvision's ``arch``, randomly initialised (weights=None)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown antialiasable architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    import torchvision
+
     model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
     _adapt_input_channels(model, in_channels)
     return model

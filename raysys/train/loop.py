@@ -11,6 +11,7 @@ import itertools
 import math
 import random
 import tempfile
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -307,15 +308,30 @@ class EpochRunner:
 
 
 class MetricSink:
-    """Rank 0's MLflow logging: after each checkpoint, and back-filling any gap."""
+    """Rank 0's MLflow logging: after each checkpoint, and back-filling any gap.
+
+    Opening MLflow's store in a fresh worker (importing mlflow, SQLAlchemy, the
+    schema check) takes seconds: a background thread opens it while the model
+    is built and the first epoch runs, instead of before them.
+    """
 
     def __init__(self, uri: str, run_id: str):
         self.uri, self.run_id = uri, run_id
+        self._opening = threading.Thread(target=self._open, name="raysys-mlflow-open", daemon=True)
+        if run_id:
+            self._opening.start()
+
+    def _open(self) -> None:
+        try:
+            runs.client(self.uri)  # MLflow caches the store per URI: later clients reuse it
+        except Exception:  # noqa: BLE001 - the first real call raises it again, in the loop's thread
+            pass
 
     def sync(self, history: List[Dict[str, float]]) -> None:
         """Log every epoch of ``history`` that MLflow does not have yet."""
-        if not self.run_id:
+        if not self.run_id or not history:  # nothing to log yet (a new run before its first epoch)
             return
+        self._opening.join()
         done = set(runs.logged_steps(self.uri, self.run_id, "epoch"))
         for metrics in history:
             step = int(metrics["epoch"])
@@ -333,12 +349,12 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     seed_everything(cfg.seed, wc.rank, cfg.deterministic)
     threads = cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker
     torch.set_num_threads(max(1, int(threads)))
+    sink = MetricSink(wc.tracking_uri, wc.run_id) if wc.rank == 0 else None
     runner = EpochRunner(wc)
     latest = ray.train.get_checkpoint()
     if latest is not None:
         with latest.as_directory() as directory:
             runner.restore(ckpt.load_file(Path(directory)), source=f"{latest.path}")
-    sink = MetricSink(wc.tracking_uri, wc.run_id) if wc.rank == 0 else None
     if sink:
         sink.sync(runner.history)
     total_epochs = run_phases.total_epochs(runner.phases)

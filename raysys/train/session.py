@@ -6,6 +6,13 @@ from pathlib import Path
 
 from raysys.errors import ConfigError
 
+# Ray starts its worker processes at a niceness 15 above the driver's (to keep its own
+# daemons responsive on busy cluster nodes). In the local Ray of one `raysys train`
+# the Ray Train workers *are* the job: at nice +15 they yield the CPU to every other
+# process on the machine, where a plain PyTorch script would not (docs/BENCHMARKS.md,
+# `bench train-overhead`). 0 keeps them at the driver's own priority.
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+
 
 def ensure_ray(min_cpus: int = 0) -> None:
     """Join the cluster in RAY_ADDRESS, or start a new local Ray sized for this machine.
@@ -26,7 +33,11 @@ def ensure_ray(min_cpus: int = 0) -> None:
     os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's
     # placement-group cleaner polls; without it the cleaner logs errors.
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True, configure_logging=False)
+    # LOCAL_SYSTEM_CONFIG: the workers train at this command's priority, as a plain script would.
+    ray.init(
+        address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
+        configure_logging=False, _system_config=LOCAL_SYSTEM_CONFIG,
+    )
 
 
 def resolve_storage_path(configured: str) -> str:

@@ -9,13 +9,16 @@ same space names the same trials, which is what makes sweeps idempotent.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
+from omegaconf import DictConfig
 
 from raysys.config.loader import load_config, parse_override
 from raysys.errors import ConfigError, did_you_mean
@@ -44,6 +47,8 @@ class Row:
     label: str
     preset: str
     overrides: List[str] = field(default_factory=list)
+    # The row's Config at the space's first seed, kept from load_space's check: other seeds derive from it.
+    config: Optional[DictConfig] = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -63,6 +68,22 @@ class Space:
     def experiment_name(self) -> str:
         """The MLflow experiment of the sweep and its trials: given, or the first preset's paper."""
         return self.experiment or load_config(self.rows[0].preset).paper
+
+
+def reseeded(cfg: DictConfig, seed: int) -> DictConfig:
+    """A copy of ``cfg`` at ``seed``: the Config that loading it with ``seed=<seed>`` gives, without reloading.
+
+    The seed changes nothing but ``seed`` and the seed part of a generated run
+    name ('<preset leaf>-seed<N>[-<hash>]': the hash covers the science-relevant
+    overrides, never the seed). An explicitly given run name stays.
+    """
+    out = copy.deepcopy(cfg)
+    out.seed = seed
+    leaf = re.escape(str(cfg.preset).split("/")[-1])
+    generated = re.fullmatch(rf"({leaf}-seed){cfg.seed}(-[0-9a-f]{{8}})?", str(cfg.run_name))
+    if generated:
+        out.run_name = f"{generated.group(1)}{seed}{generated.group(2) or ''}"
+    return out
 
 
 def _seeds(value: Any) -> List[int]:
@@ -165,8 +186,12 @@ def apply_space_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dic
     return data
 
 
-def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
-    """Read, override and validate a space; every trial's config is checked now, before any trial starts."""
+def load_space(path: str | Path, overrides: Sequence[str] = (), *, check_trials: bool = True) -> Space:
+    """Read, override and validate a space; every trial's config is checked now, before any trial starts.
+
+    ``check_trials=False`` skips loading each row's Config (a full preset load
+    per row): for readers that need only the space's fields, rows and seeds.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"tune space {path} does not exist")
@@ -192,9 +217,9 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ConfigError(f"tune space {path}: two rows share the label {duplicates[0]!r}; give them distinct labels")
-    for row in space.rows:
+    for row in space.rows if check_trials else ():
         try:
-            load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])
+            row.config = load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])
         except ConfigError as exc:
             raise ConfigError(f"tune space {path}, row {row.label!r}: {exc}") from None
     return space

@@ -7,6 +7,7 @@ interrupted one is re-run and resumes from its Ray Train checkpoint.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -17,17 +18,20 @@ from typing import Any, Dict, List, Optional
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from raysys.config.loader import from_container, load_config
+from raysys.config.loader import from_container, load_config, parse_override
 from raysys.errors import ConfigError
 from raysys.track import runs
 from raysys.track.uri import check_reachable
 from raysys.train.locations import pin_locations
-from raysys.train.session import ensure_ray
-from raysys.tune.space import Space, Trial
+from raysys.train.session import ensure_ray, wants_gpu
+from raysys.train.storage import check_shared_storage
+from raysys.tune.space import Space, Trial, reseeded
 
 log = logging.getLogger("raysys.sweep")
 SWEEP_TAG = "raysys.sweep"
-TRIAL_DRIVER_CPUS = 0.01
+# What a trial's driver reserves. Not CPU: Ray Data's tasks need one whole CPU outside the
+# trainers' placement groups, and drivers holding 0.01 CPU each leave only 0.98 of it.
+TRIAL_DRIVER_RESOURCES = {"memory": 256 * 1024**2}
 
 
 @dataclass
@@ -62,11 +66,18 @@ class SweepSummary:
 
 
 def trial_configs(space: Space, experiment: str) -> List[DictConfig]:
-    """Every trial's Config, all logging to the sweep's experiment."""
+    """Every trial's Config, all logging to the sweep's experiment (in ``space.trials()`` order).
+
+    A row's Config is loaded once (load_space keeps it) and copied per seed: loading
+    each of thousands of trials (~0.2 s each) would take many minutes.
+    """
     configs = []
-    for trial in space.trials():
-        cfg = load_config(trial.preset, [*trial.argv(), f"tracking.experiment={experiment}"])
-        configs.append(pin_locations(cfg))  # trials run in other working directories
+    for row in space.rows:
+        first = row.config if row.config is not None else load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])
+        first = copy.deepcopy(first)
+        OmegaConf.update(first, "tracking.experiment", parse_override(f"tracking.experiment={experiment}")[1])
+        pin_locations(first)  # trials run in other working directories
+        configs += [reseeded(first, seed) for seed in space.seeds]
     uris = {cfg.tracking.uri for cfg in configs}
     if len(uris) > 1:
         raise ConfigError(f"sweep {space.name!r}: trials log to different tracking.uri values {sorted(uris)}")
@@ -74,12 +85,53 @@ def trial_configs(space: Space, experiment: str) -> List[DictConfig]:
 
 
 def default_concurrency(configs: List[DictConfig]) -> int:
-    """How many trials the cluster holds at once, keeping one CPU for Ray Data."""
+    """How many trials' worker groups the cluster holds at once, keeping one CPU for Ray Data.
+
+    Counted on the cluster as it is now; an autoscaling cluster's maximum size
+    (from its cluster config, when Ray knows it) counts instead when larger.
+    """
     import ray
 
+    resources = dict(ray.cluster_resources())
+    for name, most in (_autoscaler_max_resources() or {}).items():
+        resources[name] = max(resources.get(name, 0), most)
     per_trial = max(c.scaling.num_workers * c.scaling.cpus_per_worker for c in configs)
-    cpus = ray.cluster_resources().get("CPU", 1)
-    return max(1, math.floor((cpus - 1) / per_trial))
+    holds = math.floor((resources.get("CPU", 1) - 1) / per_trial)
+    gpu_workers = [c.scaling.num_workers for c in configs if wants_gpu(c.scaling.use_gpu)]
+    if gpu_workers:
+        holds = min(holds, math.floor(resources.get("GPU", 0) / max(gpu_workers)))
+    return max(1, holds)
+
+
+def _autoscaler_max_resources() -> Optional[Dict[str, float]]:
+    """The most resources the autoscaler may add (Ray Train checks requests against it too); None without one."""
+    try:
+        from ray._private.state import state
+
+        return state.get_max_resources_from_cluster_config()
+    except Exception:  # a private API: without it the cluster's current size counts
+        return None
+
+
+def running_limit(requested: int, holds: int, sweep: str) -> int:
+    """Trials to run at once: ``requested`` (0 = what the cluster holds), at most what it holds.
+
+    A trial's driver needs almost nothing, so Tune would start every requested
+    trial at once and their trainers would wait for CPUs, time out and retry.
+    Capped, the surplus trials stay PENDING in Tune's queue until one finishes.
+    """
+    if requested > holds:
+        log.info("sweep %s: max_concurrent=%d, but the cluster holds %d trainers at once; "
+                 "running %d at a time, the other trials queue", sweep, requested, holds, holds)
+        return holds
+    return requested or holds
+
+
+def check_trial_storage(configs: List[DictConfig]) -> None:
+    """The multi-node storage rule of ``raysys train``, for every trial, before any starts."""
+    for cfg in configs:
+        check_shared_storage(cfg.checkpoint.storage_path, cfg.tracking.uri if cfg.tracking.enabled else "",
+                             cfg.checkpoint.shared)
 
 
 def _trial_driver(config: Dict[str, Any]) -> None:
@@ -130,6 +182,9 @@ def run_sweep(space: Space, *, max_concurrent: int = 0) -> SweepSummary:
     for trial, cfg in zip(space.trials(), configs):
         finished = runs.find_run(uri, exp_id, cfg.run_name, "attributes.status = 'FINISHED'")
         (done if finished else pending).append((trial, cfg, finished))
+    if pending:  # before the parent run opens: a refused sweep leaves nothing RUNNING
+        ensure_ray(min_cpus=max(c.scaling.num_workers * c.scaling.cpus_per_worker for _, c, _ in pending) + 1)
+        check_trial_storage([c for _, c, _ in pending])
 
     parent_id, _ = runs.open_run(
         uri, exp_id, space.name, {SWEEP_TAG: space.name, "raysys.report": space.report, "raysys.trials": len(configs)},
@@ -159,9 +214,7 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     import ray.tune as tune
 
     configs = [cfg for _, cfg, _ in pending]
-    per_trial = max(c.scaling.num_workers * c.scaling.cpus_per_worker for c in configs)
-    ensure_ray(min_cpus=per_trial + 1)
-    concurrency = max_concurrent or default_concurrency(configs)
+    concurrency = running_limit(max_concurrent, default_concurrency(configs), space.name)
     log.info("sweep %s: up to %d trials at once", space.name, concurrency)
     param_space = {
         "trial": tune.grid_search([
@@ -170,8 +223,8 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     }
     tuner = tune.Tuner(
         # The trial only drives its TorchTrainer, which reserves the workers' CPUs;
-        # Tune refuses an empty request, so the driver asks for a sliver.
-        tune.with_resources(_trial_driver, {"CPU": TRIAL_DRIVER_CPUS}),
+        # Tune refuses an empty request, so the driver asks for some memory.
+        tune.with_resources(_trial_driver, TRIAL_DRIVER_RESOURCES),
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(

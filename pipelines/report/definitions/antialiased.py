@@ -76,7 +76,7 @@ def _draw(ax, points: List[Point], front: List[str], color: str, name: str, fill
 
 def accuracy_consistency(report, out: Path) -> List[Path]:
     """Consistency against top-1 (ours filled, published hollow) with Pareto fronts; also as CSV."""
-    from pipelines.report.figures import _save, plt
+    from pipelines.report.figures import finish_axes, plt, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     ours, published = _ours(report), _published(report)
@@ -88,11 +88,7 @@ def accuracy_consistency(report, out: Path) -> List[Path]:
         _draw(ax, ours, ours_front, "tab:blue", "ours", filled=True)
     else:
         ax.text(0.5, 0.1, "no runs with eval_top1 and eval_consistency yet", ha="center", transform=ax.transAxes, fontsize=8)
-    ax.set_xlabel("ImageNet top-1 %")
-    ax.set_ylabel("shift consistency %")
-    ax.set_title(report.definition.title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    finish_axes(ax, title=report.definition.title, xlabel="ImageNet top-1 %", ylabel="shift consistency %")
     by_label: Dict[str, Dict[str, Optional[float]]] = {}
     for name, points, front in (("ours", ours, ours_front), ("published", published, published_front)):
         for label, acc, cons in points:
@@ -104,7 +100,7 @@ def accuracy_consistency(report, out: Path) -> List[Path]:
         entry = by_label.get(row.label, {})
         lines.append(row.label + "," + ",".join("" if entry.get(k) is None else f"{entry[k]:.4g}" for k in keys))
     (out / "accuracy_consistency.csv").write_text("\n".join(lines) + "\n")
-    return [*_save(fig, out, "accuracy_consistency"), out / "accuracy_consistency.csv"]
+    return [*save_figure(fig, out, "accuracy_consistency"), out / "accuracy_consistency.csv"]
 
 
 for _arch, (_title, _numbers) in PUBLISHED.items():

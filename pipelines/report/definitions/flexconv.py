@@ -37,10 +37,7 @@ def kernel_size_table(report) -> Dict[str, Dict[int, List[float]]]:
 
 def kernel_sizes(report, out: Path) -> List[Path]:
     """Learned kernel size per layer (mean over seeds) at the end of training, one line per row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipelines.report.figures import finish_axes, plt, save_figure
 
     table = kernel_size_table(report)
     with open(out / "kernel_sizes.csv", "w", newline="") as handle:
@@ -54,19 +51,10 @@ def kernel_sizes(report, out: Path) -> List[Path]:
     for label, layers in table.items():
         index = sorted(layers)
         ax.plot(index, [statistics.fmean(layers[i]) for i in index], marker="o", label=label)
-    ax.set_xlabel("layer (FlexConv/CKConv, 0 = stem)")
-    ax.set_ylabel("learned kernel size (pixels)")
-    ax.set_title(f"{report.definition.title}: learned kernel sizes", fontsize=9)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no finished run logged kernel_size_l* metrics", ha="center", va="center", transform=ax.transAxes)
-    paths = [out / "kernel_sizes.png", out / "kernel_sizes.pdf"]
-    for path in paths:
-        fig.savefig(path, bbox_inches="tight", dpi=150)
-    plt.close(fig)
-    return [out / "kernel_sizes.csv", *paths]
+    finish_axes(ax, title=f"{report.definition.title}: learned kernel sizes",
+                xlabel="layer (FlexConv/CKConv, 0 = stem)", ylabel="learned kernel size (pixels)",
+                empty_note="no finished run logged kernel_size_l* metrics")
+    return [out / "kernel_sizes.csv", *save_figure(fig, out, "kernel_sizes")]
 
 
 register_report(ReportDefinition(

@@ -48,7 +48,7 @@ def mode_points(report) -> Dict[str, List[Tuple[int, float, float, int]]]:
 
 def speed_accuracy(report, out: Path) -> List[Path]:
     """Top-1 against forward throughput per superposition n (speed_accuracy.png/.pdf/.csv)."""
-    from pipelines.report.figures import _save, plt
+    from pipelines.report.figures import finish_axes, plt, save_figure
 
     points = mode_points(report)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,18 +59,12 @@ def speed_accuracy(report, out: Path) -> List[Path]:
         for n, top1, speed, seeds in modes:
             ax.annotate(f"n={n}", (speed, top1), textcoords="offset points", xytext=(4, 4), fontsize=7)
             lines.append(f"{label},{n},{top1:.4f},{speed:.2f},{seeds}")
-    if not points:
-        ax.text(0.5, 0.5, "no throughput measured yet:\nrun `python -m raysys eval <run>` on the trained runs",
-                ha="center", va="center", transform=ax.transAxes, fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("forward throughput, images/s per worker (log)")
-    ax.set_ylabel("test top-1 %")
-    ax.set_title(f"{report.definition.title}: speed/accuracy", fontsize=9)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7)
+    finish_axes(ax, title=f"{report.definition.title}: speed/accuracy",
+                xlabel="forward throughput, images/s per worker (log)", ylabel="test top-1 %",
+                empty_note="no throughput measured yet:\nrun `python -m raysys eval <run>` on the trained runs")
     (out / "speed_accuracy.csv").write_text("\n".join(lines) + "\n")
-    return [*_save(fig, out, "speed_accuracy"), out / "speed_accuracy.csv"]
+    return [*save_figure(fig, out, "speed_accuracy"), out / "speed_accuracy.csv"]
 
 
 for _dataset, _label in (("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100")):

@@ -16,6 +16,10 @@
   interpolation, lr, seed) and the artifact ``generalization.csv`` (test
   accuracy per object scale as a fraction, the columns of the original's
   ``eval.py --generalization``: model, data, eval, s17..s64).
+- Then, on rank 0 with the best weights, the original's ``--equivariance``
+  and ``--index-correlation`` outputs as the artifacts ``errors.npz`` and
+  ``indices.npz`` where they apply (raysys/eval/stir_analysis.py; off with
+  ``stir.analysis=false``).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 
 from raysys.data.stir_scenarios import ALL_SCALES, MAX_SCALE, row_filters, scenario_rows
 from raysys.errors import ConfigError
+from raysys.eval import stir_analysis
 from raysys.train.recipes.base import RECIPES, Recipe
 
 FINAL_STREAM, FINAL_SPLIT = "final", "test"
@@ -127,6 +132,8 @@ class StirRecipe(Recipe):
             runs.log_params(wc.tracking_uri, wc.run_id, original_params(self.cfg))
             runs.log_text(wc.tracking_uri, wc.run_id, generalization_csv(self.cfg, correct_np, counts_np),
                           "generalization.csv")
+            stir_analysis.analyse_run(self.cfg, original_params(self.cfg), model, wc.tracking_uri, wc.run_id,
+                                      wc.device)
         return final
 
 

@@ -1,0 +1,132 @@
+"""Reports of "Just a Matter of Scale?" (STIR), one per dataset: ``python -m raysys report stir-<data>``.
+
+The original's workflow: export the runs, keep per model and scenario the lr
+with the higher median best_acc over seeds 1-5, then plot. So this report is
+built from the export records (MLflow searched by params, every FINISHED STIR
+run of the dataset), not from the space's grid:
+
+- ``table.md/csv``: test accuracy per model and scenario at the kept lr,
+  mean ± std over seeds, missing seeds listed (the engine's table);
+- ``clean.csv`` (the kept runs, the original's columns), ``lr_selection.csv``;
+- Fig. 4 ``hyperparams``, Fig. 5 ``generalization``, Table 2 ``time``
+  (:mod:`pipelines.report.stir_figures`), Fig. 6 ``stir_equivariance`` and
+  Fig. 7 ``stir_indices`` (:mod:`pipelines.report.stir_analysis`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import partial
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from pipelines.report import stir_figures
+from pipelines.report.stir_analysis import equivariance_figure, indices_figure
+from pipelines.report.engine import Report, ReportDefinition, RowResult, SeedRun, register_report, write_tables
+from pipelines.report.stir_runs import DATASETS, search_records, select_lr, write_choices_csv, write_clean_csv
+from raysys.config.loader import load_config, parse_override
+from raysys.track import runs
+from raysys.train.locations import pin_locations
+from raysys.tune.space import load_space
+
+TITLE = "Just a Matter of Scale? (STIR {data})"
+# Config keys of a space row -> the original's params, to know which (model, scenario) rows the report covers.
+ROW_KEYS = {"model.name": "model", "stir.evaluation": "evaluation", "stir.kernel_size": "kernel_size",
+            "stir.interpolation": "interpolation"}
+
+
+@contextlib.contextmanager
+def _quiet_downloads():
+    """No MLflow progress bar for each of the thousands of small artifacts the figures read."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _space_rows(space) -> List[dict]:
+    """Each space row's model, scenario, kernel size and interpolation (the original's param values)."""
+    bases, out = {}, []
+    for row in space.rows:
+        if row.preset not in bases:
+            bases[row.preset] = load_config(row.preset)
+        base = bases[row.preset]
+        values = {"model": base.model.name, "evaluation": base.stir.evaluation,
+                  "kernel_size": base.stir.kernel_size, "interpolation": base.stir.interpolation}
+        for item in row.overrides:
+            key, value = parse_override(item)
+            if key in ROW_KEYS:
+                values[ROW_KEYS[key]] = value
+        values["model"] = str(values["model"]).removeprefix("stir_")
+        values["evaluation"] = int(values["evaluation"])
+        out.append({k: str(v) if k in ("kernel_size", "interpolation") else v for k, v in values.items()})
+    return out
+
+
+def build_stir_report(definition: ReportDefinition, out: Path, *, data: str, space_path: Optional[Path] = None,
+                      space_overrides: Sequence[str] = (), tracking_uri: str = "") -> Tuple[Report, List[Path]]:
+    """Records -> lr selection -> the table, the export, the figures; the Report the engine summarises."""
+    space = load_space(space_path or definition.space_path(), space_overrides, check_trials=False)
+    first = pin_locations(load_config(space.rows[0].preset, space.rows[0].overrides))
+    uri = tracking_uri or first.tracking.uri
+    experiment = space.experiment_name()
+    settings = _space_rows(space)
+    wanted = {(s["kernel_size"], s["interpolation"]) for s in settings}
+    mlflow_client = runs.client(uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    records = search_records(uri, experiment, data=data) if found is not None else []
+    records = [r for r in records if (str(r.get("params.kernel_size")), str(r.get("params.interpolation"))) in wanted]
+    selection = select_lr(records)
+    parent = runs.find_run(uri, found.experiment_id, space.name, tag="raysys.sweep") if found is not None else None
+
+    by_config = stir_figures.seeds_present(selection.records)
+    lrs = {(c.key[1], c.key[2]): c.lr for c in selection.choices}
+    rows, seen = [], set()
+    for setting in settings:
+        key = (setting["model"], setting["evaluation"])
+        if key in seen:
+            continue
+        seen.add(key)
+        present = by_config.get(key, {})
+        seed_runs = []
+        for seed in space.seeds:
+            record = present.get(seed)
+            if record is None:
+                seed_runs.append(SeedRun(seed, ""))
+            else:
+                name = record.get("tags.raysys.run_name") or record.get("tags.mlflow.runName", "")
+                seed_runs.append(SeedRun(seed, name, record["run_id"], float(record["metrics.test_acc"])))
+        lr = lrs.get(key)
+        label = f"{key[0]} scenario {key[1]}" + (f" lr={lr:g}" if lr is not None else "")
+        rows.append(RowResult(label, seed_runs, None))
+    report = Report(definition, space, rows, uri, parent.info.run_id if parent else "")
+
+    out.mkdir(parents=True, exist_ok=True)
+    title = definition.title
+    files = write_tables(report, out)
+    files.append(write_clean_csv(selection.records, out / "clean.csv"))
+    files.append(write_choices_csv(selection.choices, out / "lr_selection.csv"))
+    files += stir_figures.hyperparam_figure(records, selection, out, title=f"{title}: test accuracy per lr (Fig. 4)")
+    files += stir_figures.time_table(selection.records, out, data=data, title=f"{title}: time per epoch (Table 2)")
+    with _quiet_downloads():
+        files += stir_figures.generalization_figure(selection.records, uri, out, data=data,
+                                                    title=f"{title}: accuracy per object scale (Fig. 5)")
+        for figure in (equivariance_figure, indices_figure):
+            files += figure(selection.records, uri, out)
+    return report, files
+
+
+for _data in DATASETS:
+    register_report(ReportDefinition(
+        name=f"stir-{_data}",
+        title=TITLE.format(data=_data),
+        space=f"stir-{_data}.yaml",
+        scale=1.0,  # STIR logs accuracies in %
+        builder=partial(build_stir_report, data=_data),
+    ))
