@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Dict
+from typing import Callable
 
 from raysys.registry import Registry
 

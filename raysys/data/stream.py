@@ -208,8 +208,6 @@ def _train_eval_data_config_cls():
         """
 
         def __init__(self, equal_split: Sequence[str] = ("train",)):
-            from ray.data import ExecutionOptions
-
             options = DataConfig.default_ingest_options()
             options.preserve_order = True
             super().__init__(execution_options=options)

@@ -20,7 +20,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from raysys.errors import ConfigError
 from raysys.legacy.registry import Translation, register_translator

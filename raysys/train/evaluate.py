@@ -40,7 +40,7 @@ from raysys.track import runs
 from raysys.track.uri import check_reachable, redact
 from raysys.train.locations import pin_locations
 from raysys.train.run import closing_run
-from raysys.train.session import check_capacity, ensure_ray, wants_gpu
+from raysys.train.session import check_capacity, ensure_ray, wants_gpu, worker_scaling
 
 ARRAYS_DIR = "arrays"
 
@@ -153,10 +153,7 @@ def run_evaluation(
         trainer = TorchTrainer(
             _worker_entry,
             train_loop_config=loop_config,
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
-                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
-            ),
+            scaling_config=worker_scaling(cfg.scaling, use_gpu),
             run_config=ray.train.RunConfig(
                 name=f"{cfg.run_name}-eval-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}",
                 storage_path=cfg.checkpoint.storage_path,

@@ -7,9 +7,7 @@ the workers start and always closed: FINISHED, or FAILED/KILLED with the reason.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from raysys.data.formats import get_dataset
 from raysys.data.normalization import normalization
 from raysys.data.shards import load_manifest, verify_shards
 from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows, train_eval_data_config
-from raysys.errors import ConfigError, DataError, RaysysError, TrainingError
+from raysys.errors import DataError, RaysysError, TrainingError
 from raysys.models import InputSpec
 from raysys.track import runs
 from raysys.track.uri import check_reachable, redact
@@ -33,7 +31,7 @@ from raysys.train.phases import total_epochs
 from raysys.train.recipes import build_recipe
 from raysys.train.locations import pin_locations
 from raysys.train.preflight import check_dataset_matches, check_values
-from raysys.train.session import check_capacity, ensure_ray, wants_gpu
+from raysys.train.session import check_capacity, ensure_ray, wants_gpu, worker_scaling
 from raysys.train.storage import check_shared_storage
 
 
@@ -206,11 +204,7 @@ def run_training(
             trainer = TorchTrainer(
                 _worker_entry,
                 train_loop_config=loop_config,
-                scaling_config=ray.train.ScalingConfig(
-                    num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
-                    resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
-                    placement_strategy=cfg.scaling.placement_strategy,
-                ),
+                scaling_config=worker_scaling(cfg.scaling, use_gpu),
                 run_config=ray.train.RunConfig(
                     name=cfg.run_name, storage_path=storage_path,
                     failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),

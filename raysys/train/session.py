@@ -81,3 +81,14 @@ def wants_gpu(setting: str) -> bool:
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def worker_scaling(scaling, use_gpu: bool):
+    """Ray Train's ScalingConfig for the ``scaling`` config section: workers, CPUs each, GPU, placement."""
+    import ray.train
+
+    return ray.train.ScalingConfig(
+        num_workers=scaling.num_workers, use_gpu=use_gpu,
+        resources_per_worker={"CPU": scaling.cpus_per_worker},
+        placement_strategy=scaling.placement_strategy,
+    )
