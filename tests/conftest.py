@@ -17,6 +17,16 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
 # ... and the dashboard process itself slower than the 60 s ray.init waits (read when ray is imported).
 os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "300")
+# The session's Ray is started by ray.init, not ensure_ray: give it the same Ray Train settings.
+from raysys.train.session import LOCAL_TRAIN_ENV  # noqa: E402
+
+for _key, _value in LOCAL_TRAIN_ENV.items():
+    os.environ.setdefault(_key, _value)
+# Fix the main thread's torch thread count now, as a Ray Train worker does: in-process
+# Ray Data iteration lowers torch's default for later threads to 1 (raysys.data.stream).
+import torch  # noqa: E402
+
+torch.get_num_threads()
 
 
 @pytest.fixture(scope="session")

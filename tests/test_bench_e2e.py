@@ -46,9 +46,12 @@ def test_bench_train_overhead_quick(ray_cluster, tmp_path):
     result = run_benchmark("train-overhead", quick=True, workdir=str(tmp_path)).to_json()
     check_figures(
         result,
-        {"raysys_train", "plain_pytorch", "raysys_train.last_epoch", "plain_pytorch.last_epoch"},
-        {"raysys_train/plain_pytorch", "last_epoch raysys/plain"},
+        {"raysys_train", "plain_pytorch", "raysys_train.last_epoch", "plain_pytorch.last_epoch",
+         "ray_train_empty_fit", "raysys_train-ray_train_empty_fit"},
+        {"raysys_train/plain_pytorch", "last_epoch raysys/plain", "(raysys_train-ray_train_empty_fit)/plain_pytorch"},
     )
+    empty, total = result["figures"]["ray_train_empty_fit"]["median"], result["figures"]["raysys_train"]["median"]
+    assert 0 < empty < total
     assert result["figures"]["ray_startup"]["values"] == [0.0]  # Ray was already running
     assert result["ratios"]["raysys_train/plain_pytorch"]["goal"] == "<= 1.15"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from raysys.train import loop, session
+from raysys.train import session
 
 
 def test_importing_the_catalog_does_not_import_torchvision():
@@ -25,39 +25,23 @@ def test_a_local_ray_runs_its_workers_at_the_drivers_priority(monkeypatch):
     assert calls[0]["_system_config"]["worker_niceness"] == 0 and calls[0]["num_cpus"] >= 3
 
 
-class FakeRuns:
-    """raysys.track.runs with an in-memory MLflow: which calls the sink makes."""
-
-    def __init__(self, logged=()):
-        self.calls, self.logged = [], set(logged)
-
-    def client(self, uri):
-        self.calls.append(("client", uri))
-
-    def logged_steps(self, uri, run_id, key):
-        self.calls.append(("logged_steps", run_id))
-        return sorted(self.logged)
-
-    def log_metrics(self, uri, run_id, metrics, step):
-        self.calls.append(("log_metrics", step))
-        self.logged.add(step)
-
-
-def test_metric_sink_opens_mlflow_in_the_background_and_logs_only_missing_epochs(monkeypatch):
-    fake = FakeRuns(logged=[1])
-    monkeypatch.setattr(loop, "runs", fake)
-    sink = loop.MetricSink("sqlite:///x.db", "run-1")
-    sink._opening.join(timeout=10)
-    assert fake.calls == [("client", "sqlite:///x.db")]
-    sink.sync([])  # a new run before its first epoch: nothing to ask MLflow
-    assert len(fake.calls) == 1
-    sink.sync([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}])  # epoch 1 is logged already
-    assert fake.calls[1:] == [("logged_steps", "run-1"), ("log_metrics", 2)]
-
-
-def test_metric_sink_without_a_run_touches_no_mlflow(monkeypatch):
-    fake = FakeRuns()
-    monkeypatch.setattr(loop, "runs", fake)
-    sink = loop.MetricSink("", "")
-    sink.sync([{"epoch": 1}])
-    assert fake.calls == [] and not sink._opening.is_alive()
+def test_prefetch_threads_collate_on_one_thread_and_leave_the_training_threads_alone():
+    # In a fresh process: the count is process-wide state torch hands to threads it has not seen yet.
+    code = """
+import threading, numpy as np, pyarrow as pa, torch
+from raysys.data.stream import BatchCollator, ImageFormat
+torch.set_num_threads(2)
+torch.get_num_threads()  # as train_loop_per_worker does
+table = pa.table({"image": [bytes(3 * 8 * 8)] * 4, "label": [0, 1, 2, 3], "index": [0, 1, 2, 3]})
+collator = BatchCollator(ImageFormat("raw", 8, 8, 3, (0.5,) * 3, (0.5,) * 3), "resnet", 0, 0, 0)
+collator(table)  # on the thread that made it: unchanged
+seen = []
+def prefetch():
+    collator(table)
+    seen.append(torch.get_num_threads())
+thread = threading.Thread(target=prefetch)
+thread.start(); thread.join()
+print(seen[0], torch.get_num_threads())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "2"]

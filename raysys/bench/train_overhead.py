@@ -8,6 +8,11 @@ Plain: torchvision ``CIFAR10`` + DataLoader and a plain loop (``plain.py``).
 Same model, batch size and torch threads; the DataLoader gets as many worker
 processes as the raysys stream has collate threads. The raysys time counts
 from a running Ray; Ray's start-up is reported on its own.
+
+A third case, interleaved with the other two, is a ``TorchTrainer.fit`` of a
+function that returns at once (same ScalingConfig): Ray Train's own per-run
+cost, which every Ray Train run pays whatever it trains. ``raysys_train`` minus
+it, per round, is what raysys adds on top of Ray Train.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from raysys.bench.ray_local import local_ray
 from raysys.bench.registry import BenchContext, register_benchmark
 from raysys.bench.result import Goal
 from raysys.bench.timing import compare, default_device
-from raysys.bench.training import RaysysTraining, bench_config
+from raysys.bench.training import EmptyRayTrainFit, RaysysTraining, bench_config
 from raysys.data.stream import PREFETCH_BATCHES
 
 GOAL = Goal("<=", 1.15)
@@ -50,7 +55,7 @@ def bench_train_overhead(ctx: BenchContext) -> None:
         raysys_runs = RaysysTraining(shards, ctx.workdir, ctx["images"], **config)
         plain = dict(data_workers=PREFETCH_BATCHES, threads=ctx["threads"])
         plain_runs = PlainTraining(cfg, source, **plain)
-        cases = {"raysys_train": raysys_runs, "plain_pytorch": plain_runs}
+        cases = {"raysys_train": raysys_runs, "plain_pytorch": plain_runs, "ray_train_empty_fit": EmptyRayTrainFit(cfg)}
         # Warm-up: one short run of each side (1 epoch on ``warmup_images``): Ray's worker
         # pool, the MLflow database, oneDNN's kernels and the file cache are warm afterwards.
         small, limit = dict(config, epochs=1), ctx["warmup_images"]
@@ -71,6 +76,9 @@ def bench_train_overhead(ctx: BenchContext) -> None:
     result.add_figure("raysys_train.outside_epochs", "s", fixed, "start-up, evaluation, checkpoints, MLflow, shutdown")
     plain_fixed = [total - sum(times) for total, times in zip(samples["plain_pytorch"].seconds, plain_runs.epoch_times)]
     result.add_figure("plain_pytorch.outside_epochs", "s", plain_fixed, "start-up, evaluation")
+    added = [total - empty for total, empty in zip(samples["raysys_train"].seconds, samples["ray_train_empty_fit"].seconds)]
+    result.add_figure("raysys_train-ray_train_empty_fit", "s", added, "raysys train minus Ray Train's own per-run cost, per round")
+    result.add_ratio("(raysys_train-ray_train_empty_fit)/plain_pytorch", "raysys_train-ray_train_empty_fit", "plain_pytorch")
     result.notes.append(
         f"{ctx['images']} train + {ctx['test_images']} test images, {ctx['epochs']} epochs, batch {ctx['batch']}, "
         f"{ctx['threads']} torch threads, {PREFETCH_BATCHES} data workers on each side; "

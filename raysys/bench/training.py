@@ -51,3 +51,32 @@ class RaysysTraining:
             run_id: [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
             for run_id in self.run_ids
         }
+
+
+def _return_at_once(config=None) -> None:
+    """A training function that does nothing: what Ray Train costs before and after any work."""
+
+
+class EmptyRayTrainFit:
+    """Each call is one ``TorchTrainer.fit`` of a function that returns at once, with ``raysys train``'s
+    ScalingConfig: Ray Train's own per-run cost (controller, worker, helper actors, process group)."""
+
+    _numbers = itertools.count()
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __call__(self) -> int:
+        import ray.train
+        from ray.train.torch import TorchTrainer
+
+        from raysys.train.session import worker_scaling
+
+        TorchTrainer(
+            _return_at_once,
+            scaling_config=worker_scaling(self.cfg.scaling, use_gpu=False),
+            run_config=ray.train.RunConfig(
+                name=f"empty-fit-{next(self._numbers)}", storage_path=self.cfg.checkpoint.storage_path,
+            ),
+        ).fit()
+        return 0

@@ -11,6 +11,7 @@ through decoding and augmentation and become normalised floats in one step.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -88,13 +89,32 @@ def decode_jpeg_batch(column: pa.ChunkedArray, fmt: ImageFormat, crop: str, gene
     return jpeg.decode_batch(column, fmt.output_size, crop, generator)
 
 
+_prefetch_thread = threading.local()
+
+
+def _one_intra_op_thread() -> None:
+    """Run this thread's tensor ops on one OpenMP thread (once per thread).
+
+    A prefetch thread shares the worker's cores with the training step's
+    OpenMP team; with a team of its own per thread (torch's default), the
+    spinning teams cost the step 15-20 % on 2 cores (docs/BENCHMARKS.md,
+    ``bench train-overhead``), as DataLoader worker processes avoid with one
+    thread each. Sets torch's default for threads started later too; threads
+    already running (the training loop's) keep their count.
+    """
+    if not getattr(_prefetch_thread, "single", False):
+        torch.set_num_threads(1)
+        _prefetch_thread.single = True
+
+
 class BatchCollator(ArrowBatchCollateFn):
     """collate_fn for ``iter_torch_batches``: Arrow rows -> float (N, C, H, W), labels.
 
     Decoding and augmentation run on uint8 pixels; the batch becomes
     normalised float32 last. The augmentation of a batch is seeded by (seed,
     epoch, rank, first row index), so it does not depend on which prefetch
-    thread runs it.
+    thread runs it. On a prefetch thread (any thread but the one that made
+    the collator) the batch's tensor ops run on one OpenMP thread.
     """
 
     def __init__(
@@ -111,12 +131,15 @@ class BatchCollator(ArrowBatchCollateFn):
         self.augment = AUGMENTS.get(augment)
         self.crop = getattr(self.augment, "square_crop", "center")
         self.seed, self.epoch, self.rank = seed, epoch, rank
+        self._owner = threading.get_ident()
 
     def _generator(self, first_index: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed, self.epoch, self.rank, first_index]).generate_state(2)
         return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def __call__(self, batch: pa.Table) -> Dict[str, torch.Tensor]:
+        if threading.get_ident() != self._owner:
+            _one_intra_op_thread()
         index = np.asarray(batch.column("index").to_numpy(), dtype=np.int64)
         generator = self._generator(int(index[0]) if len(index) else 0)
         pixels = self.decoder(batch.column("image"), self.fmt, self.crop, generator)

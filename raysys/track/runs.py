@@ -2,7 +2,8 @@
 
 The driver opens the run (params, tags, config artifact) before any worker
 starts and closes it with FINISHED or FAILED and the reason, so a run is
-never left RUNNING by an error. Rank 0 logs the per-epoch metrics.
+never left RUNNING by an error. The driver also logs the per-epoch metrics
+that rank 0 sends it (raysys.train.feed).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Per epoch: train on this worker's share of the stream, evaluate on its share
 of the test split, all-reduce the sums, report a checkpoint to Ray Train, and
-(rank 0) log the epoch to MLflow. Family behaviour comes from the recipe.
+(rank 0) send the epoch to the driver, which logs it to MLflow
+(:mod:`raysys.train.feed`). Family behaviour comes from the recipe.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import itertools
 import math
 import random
 import tempfile
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,10 +28,10 @@ from raysys.models import InputSpec, build_model
 from raysys.train import checkpoint as ckpt
 from raysys.train.accumulate import Accumulation
 from raysys.train.early_stopping import EarlyStopping
+from raysys.train.feed import FeedSender
 from raysys.train.optim import build_optimizer, build_scheduler
 from raysys.train import phases as run_phases
 from raysys.train.recipes import build_recipe
-from raysys.track import runs
 
 
 def seed_everything(seed: int, rank: int, deterministic: bool) -> None:
@@ -73,7 +73,7 @@ class WorkerContext:
         self.train_rows = int(loop_config["train_rows"])
         self.tracking_uri = loop_config.get("tracking_uri", "")
         self.run_id = loop_config.get("run_id", "")
-        self.progress = loop_config.get("progress")
+        self.feed = loop_config.get("feed")  # raysys.train.feed: a Ray queue to the driver, or None
         self.shuffle_rows = int(loop_config.get("shuffle_rows", 0))
         self.cuda = self.device.type == "cuda"
         self.amp = self.cuda and self.cfg.train.amp
@@ -307,38 +307,6 @@ class EpochRunner:
         return metrics
 
 
-class MetricSink:
-    """Rank 0's MLflow logging: after each checkpoint, and back-filling any gap.
-
-    Opening MLflow's store in a fresh worker (importing mlflow, SQLAlchemy, the
-    schema check) takes seconds: a background thread opens it while the model
-    is built and the first epoch runs, instead of before them.
-    """
-
-    def __init__(self, uri: str, run_id: str):
-        self.uri, self.run_id = uri, run_id
-        self._opening = threading.Thread(target=self._open, name="raysys-mlflow-open", daemon=True)
-        if run_id:
-            self._opening.start()
-
-    def _open(self) -> None:
-        try:
-            runs.client(self.uri)  # MLflow caches the store per URI: later clients reuse it
-        except Exception:  # noqa: BLE001 - the first real call raises it again, in the loop's thread
-            pass
-
-    def sync(self, history: List[Dict[str, float]]) -> None:
-        """Log every epoch of ``history`` that MLflow does not have yet."""
-        if not self.run_id or not history:  # nothing to log yet (a new run before its first epoch)
-            return
-        self._opening.join()
-        done = set(runs.logged_steps(self.uri, self.run_id, "epoch"))
-        for metrics in history:
-            step = int(metrics["epoch"])
-            if step not in done:
-                runs.log_metrics(self.uri, self.run_id, metrics, step=step)
-
-
 def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     """Ray Train entry point: resume if a checkpoint exists, then run the epochs."""
     import ray.train
@@ -349,14 +317,15 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     seed_everything(cfg.seed, wc.rank, cfg.deterministic)
     threads = cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker
     torch.set_num_threads(max(1, int(threads)))
-    sink = MetricSink(wc.tracking_uri, wc.run_id) if wc.rank == 0 else None
+    torch.get_num_threads()  # fixes this thread's count now: prefetch threads later lower torch's default to 1
+    feed = FeedSender(wc.feed) if wc.rank == 0 else None
     runner = EpochRunner(wc)
     latest = ray.train.get_checkpoint()
     if latest is not None:
         with latest.as_directory() as directory:
             runner.restore(ckpt.load_file(Path(directory)), source=f"{latest.path}")
-    if sink:
-        sink.sync(runner.history)
+    if feed:
+        feed.epochs(runner.history)  # restored from a checkpoint: the driver logs what MLflow lacks
     total_epochs = run_phases.total_epochs(runner.phases)
     for epoch in range(runner.start_epoch, total_epochs):
         if runner.early_stopping.stopped:  # resumed from the checkpoint of an early-stopped run
@@ -375,17 +344,15 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
                 ckpt.save_atomic(runner.state(epoch + 1), Path(directory) / ckpt.STATE_FILE)
                 checkpoint = Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=checkpoint)
-        if sink and checkpoint is not None:
+        if feed and checkpoint is not None:
             # Only checkpointed epochs reach MLflow: a re-done epoch is never logged twice.
-            sink.sync(runner.history)
-            if wc.progress is not None:
-                wc.progress.put_nowait(metrics)
+            feed.epochs(runner.history)
         if stop:
             break
-    _finish_run(runner, sink)
+    _finish_run(runner, feed)
 
 
-def _finish_run(runner: EpochRunner, sink: Optional[MetricSink]) -> None:
+def _finish_run(runner: EpochRunner, feed: Optional[FeedSender]) -> None:
     """After the epochs: reload the best weights (early stopping), then the recipe's final metrics."""
     import ray.train
 
@@ -403,5 +370,5 @@ def _finish_run(runner: EpochRunner, sink: Optional[MetricSink]) -> None:
             ckpt.save_atomic(runner.state(step), Path(directory) / ckpt.STATE_FILE)
             checkpoint = Checkpoint.from_directory(directory)
         ray.train.report({"epoch": step, **final}, checkpoint=checkpoint)
-    if sink and sink.run_id:
-        runs.log_metrics(sink.uri, sink.run_id, final, step=step)
+    if feed:
+        feed.final(step, final)

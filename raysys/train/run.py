@@ -7,11 +7,10 @@ the workers start and always closed: FINISHED, or FAILED/KILLED with the reason.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,6 +26,7 @@ from raysys.models import InputSpec
 from raysys.track import runs
 from raysys.track.uri import check_reachable, redact
 from raysys.train import checkpoint as ckpt
+from raysys.train.feed import EpochFeed
 from raysys.train.phases import total_epochs
 from raysys.train.recipes import build_recipe
 from raysys.train.locations import pin_locations
@@ -77,54 +77,6 @@ def run_tags(cfg: DictConfig, world_size: int, device: str) -> Dict[str, Any]:
         "raysys.device": device,
         "mlflow.source.git.commit": runs.git_commit(Path(__file__).parent),
     }
-
-
-class ProgressBar:
-    """tqdm on the driver, fed by rank 0 through a Ray queue."""
-
-    def __init__(self, total: int, desc: str):
-        from ray.util.queue import Queue
-        from tqdm.auto import tqdm
-
-        self.queue = Queue(maxsize=1000)
-        self.bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
-
-    def follow(self, worker: threading.Thread) -> None:
-        from ray.util.queue import Empty
-
-        while worker.is_alive() or not self.queue.empty():
-            try:
-                metrics = self.queue.get(timeout=0.5)
-            except Empty:
-                continue
-            self.bar.n = int(metrics["epoch"])
-            shown = {k: metrics[k] for k in ("train_loss", "test_acc", "images_per_sec") if k in metrics}
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=True)
-
-    def close(self) -> None:
-        self.bar.close()
-        import ray
-
-        ray.kill(self.queue.actor)
-
-
-def _fit_with_progress(trainer, progress: Optional[ProgressBar]):
-    outcome: Dict[str, Any] = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=fit, name="raysys-fit", daemon=True)
-    thread.start()
-    if progress is not None:
-        progress.follow(thread)
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -180,7 +132,7 @@ def run_training(
         if not resumed:
             runs.log_params(uri, run_id, flatten(cfg))
             runs.log_text(uri, run_id, redact(to_yaml(cfg)), "config.yaml")
-    bar = None
+    feed = None
     try:
         with closing_run(uri, run_id, f"training run {cfg.run_name!r}"):
             datasets = build_datasets(
@@ -189,7 +141,7 @@ def run_training(
             )
             # The recipe's phases (cross_res: source + fine-tune epochs); also checks their config before Ray starts work.
             epochs = total_epochs(build_recipe(cfg).phases())
-            bar = ProgressBar(epochs, cfg.run_name) if progress else None
+            feed = EpochFeed(uri, run_id, total_epochs=epochs, desc=cfg.run_name, progress=progress) if run_id or progress else None
             per_worker_rows = plan.train_rows // cfg.scaling.num_workers
             loop_config = {
                 "config": OmegaConf.to_container(cfg),
@@ -199,7 +151,7 @@ def run_training(
                 "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
                 "tracking_uri": uri if cfg.tracking.enabled else "",
                 "run_id": run_id,
-                "progress": bar.queue if bar else None,
+                "feed": feed.queue if feed else None,
             }
             trainer = TorchTrainer(
                 _worker_entry,
@@ -218,7 +170,7 @@ def run_training(
                 datasets=datasets,
                 dataset_config=train_eval_data_config(),
             )
-            result = _fit_with_progress(trainer, bar)
+            result = feed.follow(trainer.fit) if feed else trainer.fit()
             if OmegaConf.select(cfg, "evaluate.after_training"):
                 # Evaluators (e.g. shift consistency) on the best/final model, into this run.
                 from raysys.train.evaluate import evaluate_after_training
@@ -226,8 +178,8 @@ def run_training(
                 evaluate_after_training(cfg, result, run_id)
             return _finish(cfg, result, uri, run_id)
     finally:
-        if bar is not None:
-            bar.close()
+        if feed is not None:
+            feed.close()
 
 
 @contextmanager

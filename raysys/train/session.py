@@ -12,6 +12,11 @@ from raysys.errors import ConfigError
 # process on the machine, where a plain PyTorch script would not (docs/BENCHMARKS.md,
 # `bench train-overhead`). 0 keeps them at the driver's own priority.
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+# Ray Train's controller polls its workers every 2 s (sized for large clusters), so a
+# run ends up to 2 s after its last epoch; on a local Ray with a few workers a
+# quarter-second poll costs nothing. Set before Ray starts, so Tune's trial
+# processes inherit it too; an explicit setting in the environment wins.
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 
 
 def ensure_ray(min_cpus: int = 0) -> None:
@@ -31,6 +36,8 @@ def ensure_ray(min_cpus: int = 0) -> None:
     num_cpus = max((os.cpu_count() or 1) + 1, min_cpus)
     # On a busy laptop the dashboard's modules can take longer than Ray's 30 s to start.
     os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
+    for key, value in LOCAL_TRAIN_ENV.items():
+        os.environ.setdefault(key, value)
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's
     # placement-group cleaner polls; without it the cleaner logs errors.
     # LOCAL_SYSTEM_CONFIG: the workers train at this command's priority, as a plain script would.

@@ -85,7 +85,7 @@ class Recipe:
 
     def final_metrics(self, runner: Any, history: List[Dict[str, float]]) -> Dict[str, float]:
         """Metrics after the last epoch (best weights reloaded under early stopping), on every worker;
-        ``runner`` is the loop's EpochRunner. Rank 0 logs them to MLflow."""
+        ``runner`` is the loop's EpochRunner. Rank 0 sends them to the driver, which logs them to MLflow."""
         return {}
 
 
