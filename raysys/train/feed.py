@@ -98,10 +98,14 @@ class EpochFeed:
     """The driver's end: a Ray queue that rank 0 fills while ``fit`` runs, read into MLflow and a tqdm bar."""
 
     def __init__(self, uri: str, run_id: str, *, total_epochs: int = 0, desc: str = "", progress: bool = False):
+        import ray
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # num_cpus=0: the queue must be placeable while trainers hold every CPU (a sweep on a full cluster).
-        self.queue = Queue(actor_options={"num_cpus": 0})
+        # On the driver's node (a lost worker node must not take the queue with it), and
+        # num_cpus=0: placeable while trainers hold every CPU (a sweep on a full cluster).
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self.log = EpochLog(uri, run_id)
         self.bar = None
         if progress:
