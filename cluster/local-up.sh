@@ -16,6 +16,13 @@ fail() {
     exit 1
 }
 
+for tool in ray mlflow python; do
+    command -v "$tool" >/dev/null || {
+        echo "error: '$tool' is not on PATH: activate raysys's venv first (source .venv/bin/activate; make install creates it)" >&2
+        exit 1
+    }
+done
+
 # node2 gets its own Ray temp dir: two raylets sharing one would delete each other's job packages.
 mkdir -p "$STATE_DIR" "$STORAGE_DIR" "$MLFLOW_DIR/artifacts" "$RAY_TMP" "$RAY_TMP-node2"
 for name in ray-head ray-node2 mlflow; do

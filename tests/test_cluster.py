@@ -109,6 +109,8 @@ class LocalCluster:
         self.state = state
         ports = {name: free_port() for name in ("GCS", "DASHBOARD", "CLIENT", "MLFLOW", "HEAD_AGENT", "NODE_AGENT")}
         self.env = {**os.environ, "RAYSYS_CLUSTER_DIR": str(state), **{f"RAYSYS_{k}_PORT": str(v) for k, v in ports.items()}}
+        # local-up.sh runs `ray`, `mlflow` and `python` from PATH: this interpreter's (e.g. make's .venv, not activated).
+        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         self.env.pop("RAY_ADDRESS", None)
         self.dashboard = f"http://127.0.0.1:{ports['DASHBOARD']}"
         self.tracking_uri = f"http://127.0.0.1:{ports['MLFLOW']}"
