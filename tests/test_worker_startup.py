@@ -30,17 +30,16 @@ def test_prefetch_threads_collate_on_one_thread_and_leave_the_training_threads_a
     code = """
 import threading, numpy as np, pyarrow as pa, torch
 from raysys.data.stream import BatchCollator, ImageFormat
-torch.set_num_threads(2)
-torch.get_num_threads()  # as train_loop_per_worker does
+torch.set_num_threads(2)  # as the training and evaluation loops do, then make their collators here
 table = pa.table({"image": [bytes(3 * 8 * 8)] * 4, "label": [0, 1, 2, 3], "index": [0, 1, 2, 3]})
 collator = BatchCollator(ImageFormat("raw", 8, 8, 3, (0.5,) * 3, (0.5,) * 3), "resnet", 0, 0, 0)
-collator(table)  # on the thread that made it: unchanged
 seen = []
 def prefetch():
     collator(table)
     seen.append(torch.get_num_threads())
 thread = threading.Thread(target=prefetch)
-thread.start(); thread.join()
+thread.start(); thread.join()  # a prefetch thread first: the default drops to 1 ...
+collator(table)  # ... but the thread that made the collator keeps its 2
 print(seen[0], torch.get_num_threads())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -99,8 +99,8 @@ def _one_intra_op_thread() -> None:
     OpenMP team; with a team of its own per thread (torch's default), the
     spinning teams cost the step 15-20 % on 2 cores (docs/BENCHMARKS.md,
     ``bench train-overhead``), as DataLoader worker processes avoid with one
-    thread each. Sets torch's default for threads started later too; threads
-    already running (the training loop's) keep their count.
+    thread each. Sets torch's default for threads started later too; the
+    thread that made the collator fixed its own count on construction.
     """
     if not getattr(_prefetch_thread, "single", False):
         torch.set_num_threads(1)
@@ -132,6 +132,8 @@ class BatchCollator(ArrowBatchCollateFn):
         self.crop = getattr(self.augment, "square_crop", "center")
         self.seed, self.epoch, self.rank = seed, epoch, rank
         self._owner = threading.get_ident()
+        # Fixes the consuming thread's torch thread count before a prefetch thread lowers the default.
+        torch.get_num_threads()
 
     def _generator(self, first_index: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed, self.epoch, self.rank, first_index]).generate_state(2)

@@ -317,7 +317,6 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     seed_everything(cfg.seed, wc.rank, cfg.deterministic)
     threads = cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker
     torch.set_num_threads(max(1, int(threads)))
-    torch.get_num_threads()  # fixes this thread's count now: prefetch threads later lower torch's default to 1
     feed = FeedSender(wc.feed) if wc.rank == 0 else None
     runner = EpochRunner(wc)
     latest = ray.train.get_checkpoint()
