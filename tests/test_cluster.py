@@ -73,6 +73,23 @@ def test_a_sweep_with_local_storage_is_refused_on_two_nodes_before_any_run(tmp_p
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
+def test_a_sweeps_storage_is_checked_once_per_distinct_setting(monkeypatch):
+    """Thousands of trials share a few settings; each check asks Ray for its nodes."""
+    from omegaconf import OmegaConf
+
+    import raysys.tune.sweep as sweep
+
+    asked = []
+    monkeypatch.setattr("raysys.train.storage.alive_nodes", lambda nodes=None: asked.append(1) or TWO[:1])
+
+    def trial(storage: str):
+        return OmegaConf.create({"checkpoint": {"storage_path": storage, "shared": False},
+                                 "tracking": {"uri": "http://mlflow:5000", "enabled": True}})
+
+    sweep.check_trial_storage([trial("/runs/a"), trial("/runs/a"), trial("/runs/b"), trial("/runs/a")])
+    assert len(asked) == 2
+
+
 def test_a_sweep_runs_at_most_what_the_cluster_holds(monkeypatch):
     import ray
 

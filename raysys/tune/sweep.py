@@ -128,10 +128,16 @@ def running_limit(requested: int, holds: int, sweep: str) -> int:
 
 
 def check_trial_storage(configs: List[DictConfig]) -> None:
-    """The multi-node storage rule of ``raysys train``, for every trial, before any starts."""
-    for cfg in configs:
-        check_shared_storage(cfg.checkpoint.storage_path, cfg.tracking.uri if cfg.tracking.enabled else "",
-                             cfg.checkpoint.shared)
+    """The multi-node storage rule of ``raysys train``, for every trial, before any starts.
+
+    Checked once per distinct setting (in trial order): each check asks Ray for its nodes.
+    """
+    settings = dict.fromkeys(
+        (cfg.checkpoint.storage_path, cfg.tracking.uri if cfg.tracking.enabled else "", bool(cfg.checkpoint.shared))
+        for cfg in configs
+    )
+    for storage_path, tracking_uri, shared in settings:
+        check_shared_storage(storage_path, tracking_uri, shared)
 
 
 def _trial_driver(config: Dict[str, Any]) -> None:
