@@ -6,7 +6,7 @@ STORAGE_DIR="${RAYSYS_STORAGE_DIR:-$STATE_DIR/storage}"    # checkpoint.storage_
 MLFLOW_DIR="${RAYSYS_MLFLOW_DIR:-$STATE_DIR/mlflow}"       # sqlite backend store + artifact store
 GCS_PORT="${RAYSYS_GCS_PORT:-6379}"
 DASHBOARD_PORT="${RAYSYS_DASHBOARD_PORT:-8265}"
-CLIENT_PORT="${RAYSYS_CLIENT_PORT:-10001}"
+CLIENT_PORT="${RAYSYS_CLIENT_PORT:-10001}"   # unused: no Ray Client server is started (cluster/ray_start.py)
 MLFLOW_PORT="${RAYSYS_MLFLOW_PORT:-5000}"
 HEAD_AGENT_PORT="${RAYSYS_HEAD_AGENT_PORT:-52365}"
 NODE_AGENT_PORT="${RAYSYS_NODE_AGENT_PORT:-52366}"
@@ -14,6 +14,20 @@ HEAD_CPUS="${RAYSYS_HEAD_CPUS:-2}"
 NODE_CPUS="${RAYSYS_NODE_CPUS:-2}"
 # Ray's session files; short, because Ray's unix socket paths must stay under 108 bytes.
 RAY_TMP="${RAYSYS_RAY_TMP:-/tmp/raysys-ray-$GCS_PORT}"
+# Ray's token authentication (Ray >= 2.52): every Ray process of the cluster and every client
+# (ray job submit, the state API, the dashboard) needs this token. local-up.sh makes a new one
+# per cluster, readable by this user only; clients find it through RAY_AUTH_TOKEN_PATH.
+TOKEN_FILE="$STATE_DIR/auth_token"
+export RAY_AUTH_MODE=token
+export RAY_AUTH_TOKEN_PATH="$TOKEN_FILE"
+unset RAY_AUTH_TOKEN   # it would take precedence over the file
+# On loopback, Ray must not "resolve" 127.0.0.1 to the machine's outward address (and then
+# listen on every interface): see cluster/ray_start.py.
+if [[ "$BIND_HOST" == 127.0.0.1 || "$BIND_HOST" == localhost ]]; then
+    LOOPBACK_ONLY=1
+else
+    LOOPBACK_ONLY=0
+fi
 
 # The dashboard's modules start slowly on a busy laptop.
 export RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT="${RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT:-180}"

@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         import raysys.catalog  # noqa: F401
         from raysys.config import load_config
-        from raysys.train.run import run_training
+        from raysys.driver.training import run_training
 
         source = find_fashion_mnist(args.fashion_dir, Path("data/downloads"))
         ensure_shards(source, args.shards)

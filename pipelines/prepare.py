@@ -16,10 +16,19 @@ from raysys.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def check_arguments(*, rows_per_shard: Optional[int] = None, resize: int = 0) -> None:
+    """ConfigError, naming the option, for a value prepare can never use."""
+    if rows_per_shard is not None and (isinstance(rows_per_shard, bool) or rows_per_shard < 1):
+        raise ConfigError(
+            f"bad value for --rows-per-shard: {rows_per_shard} (must be >= 1; leave it out for shards of about 64 MiB)"
+        )
+    if resize < 0:
+        raise ConfigError(f"bad value for --resize: {resize} (must be >= 0; 0 keeps the original size)")
+
+
 def _reader_options(spec: DatasetSpec, resize: int, include_unlabeled: bool) -> Dict[str, Any]:
     """The options that were asked for, refusing those this dataset's reader lacks."""
-    if resize < 0:
-        raise ConfigError(f"resize must be >= 0 (0 keeps the original size), got {resize}")
+    check_arguments(resize=resize)
     asked = {"resize": resize, "include_unlabeled": include_unlabeled}
     options = {name: value for name, value in asked.items() if value}
     accepted = inspect.signature(spec.reader).parameters
@@ -41,8 +50,11 @@ def prepare(
 ) -> dict:
     """Read ``dataset`` from its original files in ``source`` and write shards to ``out``.
 
+    Every argument is checked before the source is read (a large source takes
+    minutes to read), and nothing is written to ``out`` unless all of it is.
     Returns the manifest written to ``out``.
     """
+    check_arguments(rows_per_shard=rows_per_shard, resize=resize)
     spec = get_dataset(dataset)
     options = _reader_options(spec, resize, include_unlabeled)
     source_dir = require_dir(Path(source).expanduser())

@@ -27,6 +27,10 @@ class TrackingError(RaysysError):
     """MLflow tracking is unreachable or misconfigured."""
 
 
+class ClusterError(RaysysError):
+    """Ray could not be started or joined (the local Ray did not come up, the cluster refused us)."""
+
+
 class TrainingError(RaysysError):
     """Training stopped for a reason the user must look at (e.g. NaN loss)."""
 

@@ -33,7 +33,7 @@ def test_tiny_imagenet_run_logs_accuracy_and_consistency(ray_cluster, workdir):
     from mlflow.tracking import MlflowClient
 
     from pipelines.prepare import prepare
-    from raysys.train.run import run_training
+    from raysys.driver.training import run_training
 
     shards = workdir / "shards"
     prepare("imagenet", str(write_imagefolder(workdir / "imagefolder")), str(shards))

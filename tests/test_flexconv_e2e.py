@@ -13,7 +13,7 @@ import pytest
 import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.train import checkpoint as ckpt
-from raysys.train.run import run_training
+from raysys.driver.training import run_training
 from tests.conftest import REPO
 
 PRESET = "flexconv/cifar10-flexnet7"

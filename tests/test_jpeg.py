@@ -109,7 +109,7 @@ def test_raysys_train_on_jpeg_shards(tmp_path, ray_cluster):
     """prepare imagenet -> JPEG shards -> raysys train (RandomResizedCrop + flip; centre-cropped evaluation)."""
     import raysys.catalog  # noqa: F401
     from raysys.config import load_config
-    from raysys.train.run import run_training
+    from raysys.driver.training import run_training
     from tests.test_train_e2e import mlflow_client
 
     write_imagefolder(tmp_path / "src", classes=3, train_per_class=8, val_per_class=3, size=(80, 60))

@@ -10,7 +10,7 @@ import raysys.catalog  # noqa: F401
 from raysys.bench.fixtures import write_cifar10
 from raysys.config import load_config
 from raysys.train import checkpoint as ckpt
-from raysys.train.run import run_training
+from raysys.driver.training import run_training
 
 TINY = ["model.name=MIMONet-10", "mimo.width=1", "mimo.initial_width=1", "superposition.capacity=2"]
 

@@ -15,7 +15,7 @@ from raysys.config import load_config
 from raysys.data.stir_scenarios import SCENARIOS
 from raysys.errors import ConfigError
 from raysys.train.early_stopping import EarlyStopping
-from raysys.train.run import run_training
+from raysys.driver.training import run_training
 
 ORIGINAL_PARAMS = {"model": "standard", "data": "emoji", "evaluation": "2", "kernel_size": "7",
                    "interpolation": "bicubic", "lr": "0.001", "seed": "1"}

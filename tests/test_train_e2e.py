@@ -15,7 +15,7 @@ import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.errors import DataError, TrainingError
 from raysys.train import checkpoint as ckpt
-from raysys.train.run import run_training
+from raysys.driver.training import run_training
 from tests.conftest import REPO
 
 DEMO = "cifar-resnet/fashion-mnist-resnet20"

@@ -1,11 +1,15 @@
 """The report engine: MLflow runs -> a paper's table (Markdown, CSV) and figures.
 
 A report is a small registered :class:`ReportDefinition`: the tune space whose
-rows and seeds it covers, the metric, and the published numbers. For every
-row and seed the engine computes the exact run name that ``raysys train``
-gives that config, finds the FINISHED run with MLflow's search API, and
-aggregates over seeds (mean ± std, n). Missing runs are listed, never
-silently averaged away.
+rows and seeds it covers, the metric, and the published numbers. It is built
+from one sweep of that space (the last one, or ``sweep_run``): the space is
+loaded with the overrides the sweep ran with, then the report's own (which can
+only narrow the trials shown). For every row and seed the engine computes the
+config and run name ``raysys train`` gives it and uses the FINISHED member run
+of the sweep with that name and config fingerprint
+(:mod:`pipelines.report.membership`), and aggregates over seeds (mean ± std,
+n). Missing runs are listed, never silently averaged away; stale runs (same
+name, another config) are listed and never used.
 """
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from pipelines.report import membership
 from raysys.config.loader import load_config
 from raysys.errors import ConfigError
 from raysys.registry import Registry
-from raysys.track import runs
+from raysys.track import identity, runs
 from raysys.train.locations import pin_locations
 from raysys.tune.space import Space, load_space
 
@@ -51,7 +56,7 @@ class ReportDefinition:
     columns: Tuple[Column, ...] = ()
     figures: Tuple[Callable[["Report", Path], List[Path]], ...] = ()
     # A report that is not row x seed by run name builds itself instead of collect/tables/figures:
-    # builder(definition, out folder, space_path=, space_overrides=, tracking_uri=) -> (Report, files written).
+    # builder(definition, out folder, space_path=, space_overrides=, tracking_uri=, sweep_run=) -> (Report, files written).
     builder: Optional[Callable[..., Tuple["Report", List[Path]]]] = None
 
     def space_path(self) -> Path:
@@ -73,6 +78,7 @@ class SeedRun:
     run_id: str = ""
     value: Optional[float] = None
     extra: Dict[str, float] = field(default_factory=dict)  # column metric -> value (shown scale)
+    identity: str = ""  # of the run used: identity.SAME or identity.UNVERIFIED (recorded before fingerprints)
 
 
 @dataclass
@@ -115,41 +121,75 @@ class Report:
     rows: List[RowResult]
     tracking_uri: str
     parent_run_id: str = ""
+    sweep: Optional[membership.Sweep] = None  # the sweep the runs were taken from
+    # Runs of a cell's name whose config fingerprint differs: {"row", "seed", "run_id", "run_name", "replaced_by"}.
+    stale: List[dict] = field(default_factory=list)
 
     @property
     def missing(self) -> Dict[str, List[int]]:
         return {row.label: row.missing_seeds for row in self.rows if row.missing_seeds}
 
+    @property
+    def unverified(self) -> List[dict]:
+        """The runs used that were recorded before config fingerprints (matched by name only)."""
+        return [{"row": row.label, "seed": r.seed, "run_id": r.run_id} for row in self.rows for r in row.runs
+                if r.run_id and r.identity == identity.UNVERIFIED]
 
-def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (), tracking_uri: str = "") -> Report:
-    """Find every (row, seed) run of the report in MLflow and read its final metric."""
-    space = load_space(space_path or definition.space_path(), space_overrides)
+
+def find_sweep(space_path: Path, space_overrides: Sequence[str] = (), tracking_uri: str = "", sweep_run: str = ""):
+    """(sweep, its member runs, effective space overrides, tracking URI, experiment id or None).
+
+    The effective overrides are the sweep's recorded ones followed by ``space_overrides``.
+    """
+    first = load_space(space_path, space_overrides, check_trials=False)
+    experiment = first.experiment_name()
+    row = first.rows[0]
+    uri = tracking_uri or pin_locations(load_config(row.preset, [*row.overrides, f"seed={first.seeds[0]}"])).tracking.uri
+    client = runs.client(uri)
+    found = client.get_experiment_by_name(experiment)
+    exp_id = found.experiment_id if found is not None else None
+    sweep, members = membership.choose_sweep(client, exp_id, first.name, experiment, sweep_run)
+    return sweep, members, [*sweep.overrides, *space_overrides], uri, exp_id
+
+
+def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (),
+            tracking_uri: str = "", sweep_run: str = "") -> Report:
+    """Find every (row, seed) run of the report among the sweep's runs and read its final metric."""
+    path = space_path or definition.space_path()
+    sweep, members, effective, uri, exp_id = find_sweep(path, space_overrides, tracking_uri, sweep_run)
+    space = load_space(path, effective)
     experiment = space.experiment_name()
-    uri = tracking_uri
-    rows = []
+    rows, expected = [], {}
     for row in space.rows:
         seed_runs = []
         for seed in space.seeds:
             cfg = pin_locations(load_config(row.preset, [*row.overrides, f"seed={seed}", f"tracking.experiment={experiment}"]))
-            uri = uri or cfg.tracking.uri
-            seed_runs.append(SeedRun(seed, cfg.run_name))
+            seed_run = SeedRun(seed, cfg.run_name)
+            expected[row.label, seed] = identity.fingerprint(cfg)
+            seed_runs.append(seed_run)
         rows.append(RowResult(row.label, seed_runs, definition.published.get(row.label)))
     mlflow_client = runs.client(uri)
-    experiment_obj = mlflow_client.get_experiment_by_name(experiment)
-    parent_id = ""
-    if experiment_obj is not None:
+    stale = []
+    if exp_id is not None:
+        named = membership.by_name(members)
         for row in rows:
             for seed_run in row.runs:
-                found = runs.find_run(uri, experiment_obj.experiment_id, seed_run.run_name, "attributes.status = 'FINISHED'")
+                if sweep.enforced:
+                    candidates = named.get(seed_run.run_name, [])
+                else:  # a store from before sweep membership: match by name, as then
+                    candidates = membership.named_finished(mlflow_client, exp_id, seed_run.run_name)
+                chosen = membership.pick(candidates, expected[row.label, seed_run.seed])
+                found = chosen.run
                 if found is not None and definition.metric in found.data.metrics:
                     seed_run.run_id = found.info.run_id
+                    seed_run.identity = chosen.identity
                     seed_run.value = found.data.metrics[definition.metric] * definition.scale
                     for column in definition.columns:
                         if column.metric in found.data.metrics:
                             seed_run.extra[column.metric] = found.data.metrics[column.metric] * definition.scale
-        parent = runs.find_run(uri, experiment_obj.experiment_id, space.name, tag="raysys.sweep")
-        parent_id = parent.info.run_id if parent else ""
-    return Report(definition, space, rows, uri, parent_id)
+                stale += [{"row": row.label, "seed": seed_run.seed, "run_id": run.info.run_id,
+                           "run_name": seed_run.run_name, "replaced_by": seed_run.run_id} for run in chosen.stale]
+    return Report(definition, space, rows, uri, sweep.run_id, sweep, stale)
 
 
 def _fmt(value: Optional[float], digits: int = 2) -> str:
@@ -170,6 +210,7 @@ def write_tables(report: Report, out: Path) -> List[Path]:
                 " ".join(map(str, row.missing_seeds)), _fmt(row.published, 4), _fmt(row.difference, 4),
             ])
     lines = [f"# {d.title}", "", f"Metric: `{d.metric}` ×{d.scale:g}, mean ± std over seeds {report.space.seeds}.", ""]
+    lines += provenance_lines(report)
     if d.published_source:
         lines += [f"Published: {d.published_source}.", ""]
     lines += ["| row | ours | n | published | Δ | missing seeds |", "|---|---|---|---|---|---|"]
@@ -183,6 +224,24 @@ def write_tables(report: Report, out: Path) -> List[Path]:
         lines += ["", f"**Incomplete:** {sum(map(len, report.missing.values()))} runs missing; rows average only the seeds present (n)."]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     return [out / "table.md", out / "table.csv", *write_columns(report, out)]
+
+
+def provenance_lines(report: Report) -> List[str]:
+    """Which sweep the runs come from, and the runs left out as stale or used unverified (table.md's header)."""
+    lines = []
+    if report.sweep is not None:
+        lines += [f"Runs: {report.sweep.describe()}.", ""]
+    for item in report.stale:
+        replaced = f", replaced by run `{item['replaced_by']}`" if item["replaced_by"] else ""
+        lines.append(f"- **Stale** (another config under this run name; not used): {item['row']}, "
+                     f"seed {item['seed']}, run `{item['run_id']}`{replaced}")
+    if report.stale:
+        lines.append("")
+    unverified = report.unverified
+    if unverified:
+        lines += [f"Unverified: {len(unverified)} of the runs used were recorded before config fingerprints "
+                  "(matched by run name only).", ""]
+    return lines
 
 
 def write_columns(report: Report, out: Path) -> List[Path]:
@@ -216,17 +275,18 @@ def write_columns(report: Report, out: Path) -> List[Path]:
 
 
 def build_report(name: str, out: Path, *, space_path: Optional[Path] = None, space_overrides: Sequence[str] = (),
-                 tracking_uri: str = "", log_to_mlflow: bool = True) -> Report:
+                 tracking_uri: str = "", sweep_run: str = "", log_to_mlflow: bool = True) -> Report:
     """Collect, write the tables and figures to ``out``, and log them to the sweep's parent run."""
     from pipelines.report import figures
 
     definition = REPORTS.get(name)
     target = Path(out) / name
     if definition.builder is not None:
-        report, files = definition.builder(definition, target, space_path=space_path,
-                                           space_overrides=space_overrides, tracking_uri=tracking_uri)
+        report, files = definition.builder(definition, target, space_path=space_path, space_overrides=space_overrides,
+                                           tracking_uri=tracking_uri, sweep_run=sweep_run)
     else:
-        report = collect(definition, space_path=space_path, space_overrides=space_overrides, tracking_uri=tracking_uri)
+        report = collect(definition, space_path=space_path, space_overrides=space_overrides, tracking_uri=tracking_uri,
+                         sweep_run=sweep_run)
         files = write_tables(report, target)
         files += figures.draw_all(report, target)
     if log_to_mlflow and report.parent_run_id:
@@ -239,8 +299,12 @@ def summary(report: Report, out: Path) -> dict:
         "report": report.definition.name,
         "out": str(Path(out) / report.definition.name),
         "parent_run_id": report.parent_run_id,
+        "sweep": report.sweep.as_dict() if report.sweep is not None else None,
+        "membership": report.sweep.membership if report.sweep is not None else None,
         "rows": [{"row": r.label, "mean": r.mean, "std": r.std, "n": len(r.values), "published": r.published} for r in report.rows],
         "missing": report.missing,
+        "stale": report.stale,
+        "unverified": report.unverified,
     }
 
 

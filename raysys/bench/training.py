@@ -34,7 +34,7 @@ class RaysysTraining:
         self.run_ids: List[str] = []
 
     def __call__(self) -> int:
-        from raysys.train.run import run_training
+        from raysys.driver.training import run_training
 
         extra = [f"run_name=bench-{next(self._numbers)}", *self.limits]
         cfg = bench_config(self.shards, self.workdir, **self.config, extra=extra)

@@ -81,6 +81,8 @@ def train_command(parser: argparse.ArgumentParser):
     add_preset_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--rerun", action="store_true",
+                        help="train again although this config's run FINISHED: a new run; the old one is tagged superseded")
 
     def run(args: argparse.Namespace) -> int:
         cfg = _load(args)
@@ -89,9 +91,12 @@ def train_command(parser: argparse.ArgumentParser):
 
             print(to_yaml(cfg))
             return 0
-        from raysys.train.run import run_training
+        from raysys.driver.training import run_training
 
-        summary = run_training(cfg, progress=not args.no_progress and sys.stderr.isatty())
+        summary = run_training(cfg, progress=not args.no_progress and sys.stderr.isatty(), rerun=args.rerun)
+        if summary["status"] == "already finished":
+            print(f"run {summary['run_name']} already finished (run {summary['run_id']}); "
+                  "nothing to train (--rerun trains it again as a new run)", file=sys.stderr)
         print(json.dumps(summary))
         return 0
 

@@ -51,7 +51,7 @@ def eval_command(parser: argparse.ArgumentParser):
             for name, cls in EVALUATORS.items():
                 print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
             return 0
-        from raysys.train.evaluate import run_evaluation
+        from raysys.driver.evaluation import run_evaluation
 
         names = [n.strip() for n in args.metrics.split(",") if n.strip()] or None
         if not _is_preset(args.preset):

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from raysys.track.quiet import install_redaction
+
+    install_redaction()  # no credential in anything this process prints
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     # argparse stops filling a trailing positional list at the first option, so

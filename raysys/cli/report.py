@@ -15,6 +15,8 @@ def report_command(parser: argparse.ArgumentParser):
     parser.add_argument("--out", default="reports", help="output folder (default: reports/)")
     parser.add_argument("--space", default=None, help="use this tune space file instead of the report's own")
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: the space's config)")
+    parser.add_argument("--sweep-run", default="", metavar="ID",
+                        help="build from this sweep parent run of the space (default: the space's last sweep)")
     parser.add_argument("--list", action="store_true", help="list the registered reports")
 
     def run(args: argparse.Namespace) -> int:
@@ -27,9 +29,18 @@ def report_command(parser: argparse.ArgumentParser):
                 print(f"{name}\t{definition.title}\t(tune_spaces/{definition.space})")
             return 0
         report = build_report(args.name, Path(args.out), space_path=Path(args.space) if args.space else None,
-                              space_overrides=args.overrides, tracking_uri=args.tracking_uri)
+                              space_overrides=args.overrides, tracking_uri=args.tracking_uri, sweep_run=args.sweep_run)
+        if report.sweep is not None:
+            print(f"runs: {report.sweep.describe()}")
         for label, seeds in report.missing.items():
             print(f"missing: {label}: seeds {seeds}")
+        for item in report.stale:
+            replaced = f" (replaced by run {item['replaced_by']})" if item["replaced_by"] else ""
+            print(f"stale: {item['row']}: seed {item['seed']}: run {item['run_id']}{replaced}")
+        unverified = report.unverified
+        if unverified:
+            print(f"unverified: {len(unverified)} runs recorded before config fingerprints, matched by name "
+                  "(listed in the summary)")
         print(json.dumps(summary(report, Path(args.out))))
         return 0
 

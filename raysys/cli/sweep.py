@@ -24,7 +24,7 @@ def sweep_command(parser: argparse.ArgumentParser):
             return 0
         from raysys.tune.sweep import run_sweep
 
-        summary = run_sweep(space)
+        summary = run_sweep(space, overrides=args.overrides)
         if summary.started == 0:
             print(f"sweep {space.name}: all {summary.skipped} trials already finished; started 0 trainings")
         for outcome in summary.failed:

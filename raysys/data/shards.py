@@ -46,6 +46,15 @@ COMPRESSION = "none"
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 _HASH_BLOCK = 8 * 2**20
 _SHARD_KEYS = frozenset({"file", "rows", "bytes", "sha256"})
+# verify_shards reads every page of local shards up to this many bytes (the splits it checks,
+# together): a damaged page then fails on the driver naming its shard, not in a Ray Data read
+# task minutes in. Datasets this small are read whole at start anyway (stream.CACHE_LIMIT_BYTES).
+READ_CHECK_BYTES = 1 << 30
+
+
+def _one_line(err: BaseException) -> str:
+    """An error's text on one line (Arrow's messages span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 # ---- filesystems -----------------------------------------------------------
@@ -61,7 +70,7 @@ def _io_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, pa.ArrowException) as err:
-        raise DataError(f"cannot read {what}: {err}") from None
+        raise DataError(f"cannot read {what}: {_one_line(err)}") from None
 
 
 def _filesystem(path: str) -> Tuple[pafs.FileSystem, str]:
@@ -502,12 +511,42 @@ def _check_manifest(manifest: Any, where: str, hint: str) -> dict:
             raise DataError(
                 f"{where}: split {name!r} must list shards with keys {sorted(_SHARD_KEYS)}"
             )
+        for shard in shards:
+            _check_shard_name(shard["file"], where, name)
         rows = sum(shard["rows"] for shard in shards)
         if rows != split.get("count"):
             raise DataError(
                 f"{where}: split {name!r} has count {split.get('count')} but its shards hold {rows} rows"
             )
     return manifest
+
+
+def _check_shard_name(file: Any, where: str, split: str) -> None:
+    """A shard's ``file`` must name a file inside the shards folder: relative, without '..'."""
+    text = file if isinstance(file, str) else ""
+    parts = text.replace("\\", "/").split("/")
+    if not text or "\x00" in text or _is_uri(text) or os.path.isabs(text) or text.startswith(("/", "\\")) \
+            or any(part in ("", "..") for part in parts):
+        raise DataError(
+            f"{where}: split {split!r} names the shard file {file!r}, which is not a path inside the shards folder; "
+            "a manifest may name only files in its own folder (re-run prepare with --overwrite)"
+        )
+
+
+def _shard_path(path: str, file: str, where: str) -> str:
+    """``file`` joined to the shards folder ``path``, refused if it resolves outside it (a symlink too)."""
+    joined = _join(path, file)
+    if _is_uri(path) and not str(path).startswith("file://"):
+        return joined  # object stores have no links; the name was checked in _check_manifest
+    folder = str(path)[len("file://"):] if str(path).startswith("file://") else str(path)
+    base = Path(os.path.abspath(folder)).resolve()
+    target = (base / file).resolve()
+    if not target.is_relative_to(base):
+        raise DataError(
+            f"shard {where} resolves to {target}, outside the shards folder {base}; "
+            "a manifest may name only files in its own folder (re-run prepare with --overwrite)"
+        )
+    return joined
 
 
 def load_manifest(path: str, *, dataset: Optional[str] = None) -> dict:
@@ -522,7 +561,11 @@ def load_manifest(path: str, *, dataset: Optional[str] = None) -> dict:
     if info.type == pafs.FileType.NotFound:
         raise DataError(f"no shards at {path}: it does not exist; {hint}")
     if info.type != pafs.FileType.Directory:
-        raise DataError(f"no shards at {path}: it is not a folder; {hint}")
+        parent = _parent(path) if os.path.basename(str(path).rstrip("/")) == MANIFEST_NAME else ""
+        raise DataError(
+            f"no shards at {path}: it is a file, not a shards folder (the folder `prepare --out` wrote, "
+            f"holding {MANIFEST_NAME} and the .parquet shards)" + (f"; did you mean {parent}?" if parent else "")
+        )
     manifest_path = f"{inner}/{MANIFEST_NAME}"
     where = _join(path, MANIFEST_NAME)
     with _io_errors(where):
@@ -539,6 +582,11 @@ def load_manifest(path: str, *, dataset: Optional[str] = None) -> dict:
     return _check_manifest(manifest, where, hint)
 
 
+def _parent(path: str) -> str:
+    text = str(path).rstrip("/")
+    return text.rsplit("/", 1)[0] if _is_uri(text) else os.path.dirname(os.path.abspath(text))
+
+
 def _split_entry(manifest: dict, split: str) -> dict:
     if split not in manifest["splits"]:
         raise DataError(
@@ -553,7 +601,11 @@ def shard_files(path: str, manifest: dict, split: str) -> List[str]:
     Absolute, because Ray workers need not share the caller's working directory.
     """
     base = str(path) if _is_uri(path) else os.path.abspath(path)
-    return [_join(base, shard["file"]) for shard in _split_entry(manifest, split)["shards"]]
+    files = []
+    for shard in _split_entry(manifest, split)["shards"]:
+        _check_shard_name(shard["file"], _join(path, MANIFEST_NAME), split)
+        files.append(_shard_path(base, shard["file"], _join(path, shard["file"])))
+    return files
 
 
 def _sha256(fs: pafs.FileSystem, path: str) -> str:
@@ -565,7 +617,7 @@ def _sha256(fs: pafs.FileSystem, path: str) -> str:
 
 
 def _verify_shard(
-    fs: pafs.FileSystem, inner: str, where: str, shard: dict, checksums: bool
+    fs: pafs.FileSystem, inner: str, where: str, shard: dict, checksums: bool, read: bool = False
 ) -> None:
     with _io_errors(where):
         info = fs.get_file_info(inner)
@@ -580,7 +632,7 @@ def _verify_shard(
         with fs.open_input_file(inner) as stream:
             rows = pq.ParquetFile(stream).metadata.num_rows
     except (OSError, pa.ArrowException) as err:
-        raise DataError(f"corrupt Parquet shard {where}: {err}{size_note}") from None
+        raise DataError(f"corrupt Parquet shard {where}: {_one_line(err)}{size_note}") from None
     if size_note:
         raise DataError(f"shard {where} changed since prepare:{size_note}")
     if rows != shard["rows"]:
@@ -592,18 +644,45 @@ def _verify_shard(
             raise DataError(
                 f"checksum mismatch for shard {where}: sha256 {actual}, manifest says {shard['sha256']}"
             )
+    elif read:
+        _read_pages(fs, inner, where)
+
+
+def _read_pages(fs: pafs.FileSystem, inner: str, where: str) -> None:
+    """Decode every page of a shard, one row group at a time: a damaged page names its shard and row group."""
+    group = -1
+    try:
+        with fs.open_input_file(inner) as stream:
+            parquet = pq.ParquetFile(stream)
+            for group in range(parquet.metadata.num_row_groups):
+                parquet.read_row_group(group)
+    except (OSError, pa.ArrowException) as err:
+        at = f" (row group {group})" if group >= 0 else ""
+        raise DataError(
+            f"corrupt Parquet shard {where}{at}: {_one_line(err)}; re-run prepare with --overwrite"
+        ) from None
 
 
 def verify_shards(
     path: str, manifest: dict, splits: Sequence[str], *, checksums: bool = False
 ) -> None:
-    """Check that the shards of ``splits`` exist and match the manifest (DataError if not)."""
+    """Check that the shards of ``splits`` exist, lie inside ``path`` and match the manifest (DataError if not).
+
+    Always: each file is there, inside the folder, with the manifest's size and
+    row count and a readable footer. ``checksums``: its sha256 too. Without
+    checksums, local shards of at most READ_CHECK_BYTES in all are also read
+    page by page, so a damaged page is refused here, naming its shard.
+    """
     fs, inner = _filesystem(path)
+    entries = [shard for split in splits for shard in _split_entry(manifest, split)["shards"]]
+    local = not _is_uri(path) or str(path).startswith("file://")
+    read = local and sum(int(shard.get("bytes") or 0) for shard in entries) <= READ_CHECK_BYTES
     for split in splits:
         for shard in _split_entry(manifest, split)["shards"]:
-            _verify_shard(
-                fs, f"{inner}/{shard['file']}", _join(path, shard["file"]), shard, checksums
-            )
+            where = _join(path, shard["file"])
+            _check_shard_name(shard["file"], _join(path, MANIFEST_NAME), split)
+            _shard_path(path, shard["file"], where)
+            _verify_shard(fs, f"{inner}/{shard['file']}", where, shard, checksums, read)
 
 
 def _values_of(images: pa.Array) -> np.ndarray:

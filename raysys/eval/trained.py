@@ -127,7 +127,7 @@ def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
 def evaluate_trained(target: str, overrides: Sequence[str], names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Evaluate a trained model; metrics and a JSON (and per-mode CSV) artifact go into its run."""
     from raysys.eval.superposition import mode_rows
-    from raysys.train.evaluate import run_evaluation
+    from raysys.driver.evaluation import run_evaluation
 
     trained = resolve(target, overrides)
     cfg = trained.cfg

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from raysys.errors import CheckpointError
-from raysys.train.checkpoint import describe_mismatch
+from raysys.train.checkpoint import describe_mismatch, load_failure
 
 PathLike = Union[str, os.PathLike]
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -42,8 +42,7 @@ def read_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"refusing to load weights {path}: {reason}") from None
+        raise CheckpointError(f"refusing to load weights {path}: {load_failure(exc, 'weights')}") from None
     for key in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

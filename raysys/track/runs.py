@@ -58,6 +58,26 @@ def find_run(uri: str, exp_id: str, run_name: str, extra_filter: str = "", tag: 
     return runs[0] if runs else None
 
 
+def find_runs(uri: str, exp_id: str, run_name: str, extra_filter: str = "", tag: str = RUN_NAME_TAG, limit: int = 50) -> list:
+    """The runs of this experiment whose ``tag`` is ``run_name``, newest first."""
+    query = f"tags.`{tag}` = '{run_name}'"
+    if extra_filter:
+        query += f" and {extra_filter}"
+    return list(client(uri).search_runs([exp_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=limit))
+
+
+def delete_tag(uri: str, run_id: str, key: str) -> None:
+    """Remove tag ``key`` if the run has it."""
+    mlflow_client = client(uri)
+    if key in mlflow_client.get_run(run_id).data.tags:
+        mlflow_client.delete_tag(run_id, key)
+
+
+def has_artifact(uri: str, run_id: str, path: str) -> bool:
+    folder, _, name = path.rpartition("/")
+    return any(f.path == path for f in client(uri).list_artifacts(run_id, folder or None))
+
+
 def param_items(flat: Dict[str, Any]) -> List[Any]:
     from mlflow.entities import Param
 
@@ -90,9 +110,11 @@ def logged_steps(uri: str, run_id: str, key: str) -> List[int]:
 
 
 def finish(uri: str, run_id: str, status: str, reason: str = "") -> None:
-    """Close the run; a FAILED or KILLED run carries its reason as a tag."""
+    """Close the run; a FAILED or KILLED run carries its reason as a tag, a FINISHED one none."""
     mlflow_client = client(uri)
-    if reason:
+    if status == "FINISHED":
+        delete_tag(uri, run_id, FAILURE_TAG)
+    elif reason:
         mlflow_client.set_tag(run_id, FAILURE_TAG, redact(reason)[:5000])
     mlflow_client.set_terminated(run_id, status)
 
@@ -104,20 +126,21 @@ def set_tags(uri: str, run_id: str, tags: Dict[str, Any]) -> None:
 
 
 def open_run(
-    uri: str, exp_id: str, run_name: str, tags: Dict[str, Any], parent_run_id: str = "", name_tag: str = RUN_NAME_TAG,
+    uri: str, exp_id: str, key: str, tags: Dict[str, Any], parent_run_id: str = "", name_tag: str = RUN_NAME_TAG,
+    run_name: str = "",
 ) -> tuple[str, bool]:
-    """(run_id, resumed): reopen the run whose ``name_tag`` is ``run_name``, or create it."""
-    existing = find_run(uri, exp_id, run_name, tag=name_tag)
+    """(run_id, resumed): reopen the run whose ``name_tag`` is ``key``, or create it (named ``run_name`` or ``key``)."""
+    existing = find_run(uri, exp_id, key, tag=name_tag)
     mlflow_client = client(uri)
     if existing is not None:
         mlflow_client.update_run(existing.info.run_id, status="RUNNING")
         if parent_run_id:
             mlflow_client.set_tag(existing.info.run_id, "mlflow.parentRunId", parent_run_id)
         return existing.info.run_id, True
-    all_tags = {name_tag: run_name, **tags}
+    all_tags = {name_tag: key, **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = mlflow_client.create_run(exp_id, run_name=run_name, tags={k: redact(str(v)) for k, v in all_tags.items()})
+    run = mlflow_client.create_run(exp_id, run_name=run_name or key, tags={k: redact(str(v)) for k, v in all_tags.items()})
     return run.info.run_id, False
 
 

@@ -24,10 +24,35 @@ def resolve_tracking_uri(configured: str) -> str:
     return configured or default_tracking_uri()
 
 
+def environ_snapshot() -> dict[str, str]:
+    """A copy of ``os.environ`` that other threads changing the environment cannot break.
+
+    ``os.environ.items()``, ``.copy()`` and ``dict(os.environ)`` all list the keys first
+    and then look each one up: a key another thread deletes in between raises KeyError
+    (MLflow's telemetry thread drops ``_MLFLOW_TELEMETRY_SESSION_ID``; a sweep trial
+    failed so). ``os.environ`` keeps its contents in one plain dict, ``_data`` (CPython
+    since 3.2; every ``os.environ[k] = v`` / ``del`` updates it after putenv/unsetenv):
+    ``dict.copy()`` of it is a single C call that copies the bytes keys and values
+    without running any Python code, so no other thread can run in the middle (the GIL;
+    the dict's own lock on free-threaded builds). Should ``_data`` ever go, the copy
+    is retried until one pass sees no key vanish.
+    """
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        raw = data.copy()
+        decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue
+        return {decode_key(k): decode_value(v) for k, v in raw.items()}
+    while True:  # pragma: no cover - only without os.environ._data
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):
+            continue
+
+
 def secret_values() -> list[str]:
     """Values of environment variables named like secrets (``*_TOKEN``, ``*PASSWORD*``, ...)."""
     values = {
-        v for k, v in os.environ.items()
+        v for k, v in environ_snapshot().items()
         if _SECRET_NAME.search(k) and not _NOT_SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH
     }
     return sorted(values, key=len, reverse=True)

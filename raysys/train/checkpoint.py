@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict
@@ -48,11 +49,44 @@ def load_file(path: Path) -> Dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"refusing to load checkpoint {path}: {reason}") from None
+        raise CheckpointError(f"refusing to load checkpoint {path}: {load_failure(exc)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a raysys checkpoint dict")
     return state
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_OPCODE = re.compile(r"Unsupported operand (\d+)")
+# Lines of torch's weights_only message that advise loading anyway (weights_only=False,
+# add_safe_globals): never passed on; a file that needs them can run code when loaded.
+_ADVICE = re.compile(r"weights_only|safe_globals|trusted source|trust the source|file an issue|documentation", re.IGNORECASE)
+# Why such a file is refused, by what it should have been.
+WHY_REFUSED = {
+    "checkpoint": "a raysys checkpoint holds only tensors and plain values: this file was not written by raysys, or was altered",
+    "weights": "a weights file must hold only tensors and plain Python values",
+}
+
+
+def load_failure(exc: BaseException, kind: str = "checkpoint") -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line, without torch's advice to load it unsafely.
+
+    Names the Python global the file would have loaded (posix.system, a class), or
+    the pickle opcode the weights-only unpickler stopped at; other errors (a
+    truncated zip, a missing record) keep their own first line.
+    """
+    text = str(exc)
+    found = _GLOBAL.search(text)
+    if found:
+        return f"it refers to the Python global {found.group(1)}, which weights-only loading does not allow ({WHY_REFUSED[kind]})"
+    opcode = _OPCODE.search(text)
+    if opcode:
+        return (
+            f"it is not a torch.save file that weights-only loading accepts (its pickle stops at opcode {opcode.group(1)}) "
+            f"({WHY_REFUSED[kind]})"
+        )
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line and not _ADVICE.search(line) and not line.startswith("Weights only load failed")]
+    return lines[0] if lines else f"{type(exc).__name__} (weights-only loading refused it)"
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List
+import numbers
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import torch
 from torch.optim import lr_scheduler
 
-from raysys.errors import ConfigError
+from raysys.errors import ConfigError, did_you_mean
 from raysys.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer", config_key="train.optimizer")
@@ -62,7 +63,85 @@ def _main_iters(cfg, steps_per_epoch: int) -> int:
     return max(1, cfg.train.epochs * steps_per_epoch - warmup_iters)
 
 
+# ---- the keys each scheduler reads from train.scheduler_params --------------------------
+# (accepts(value), what is allowed): checked on the driver before Ray starts (check_scheduler_params).
+ParamRule = Tuple[Callable[[Any], bool], str]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+NON_NEGATIVE: ParamRule = (lambda v: _is_number(v) and v >= 0, "a number >= 0")
+WARMUP: ParamRule = (lambda v: _is_number(v) and v >= 0, "a number of epochs >= 0 (0 = no warm-up)")
+POSITIVE: ParamRule = (lambda v: _is_number(v) and v > 0, "a number > 0")
+POSITIVE_INT: ParamRule = (lambda v: _is_int(v) and v >= 1, "a whole number of epochs >= 1")
+FRACTION: ParamRule = (lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)")
+MILESTONES: ParamRule = (
+    lambda v: not isinstance(v, (str, bytes, Mapping)) and hasattr(v, "__iter__") and all(_is_int(m) and m >= 0 for m in v),
+    "a list of whole epoch numbers >= 0, e.g. [100, 150]",
+)
+
+
+def _uses(**params: ParamRule):
+    """Declare the ``train.scheduler_params`` keys a scheduler reads, with what each allows."""
+
+    def mark(builder):
+        builder.params = dict(params)
+        return builder
+
+    return mark
+
+
+def scheduler_param_rules(name: str) -> Dict[str, ParamRule]:
+    """{key: (accepts, allowed)} of the scheduler ``name`` (canonical name or alias)."""
+    return dict(getattr(SCHEDULERS.get(name), "params", {}))
+
+
+def check_scheduler_params(cfg, inherited: Mapping[str, Any] = None) -> None:
+    """ConfigError for a ``train.scheduler_params`` key the chosen scheduler does not read, or a bad value.
+
+    ``inherited`` are the params the preset itself gives (``{}`` for none). A
+    preset cannot delete a key it inherits, so a key of another scheduler that
+    the preset chain carries unchanged (``step_size`` in a cosine preset over a
+    step base; the schema's ``warmup_epochs: 0`` under onecycle) is not the
+    user's choice and passes; the same key given with another value is refused.
+    A key that no scheduler reads is always refused.
+    """
+    name = SCHEDULERS.canonical(cfg.train.scheduler)
+    rules = scheduler_param_rules(name)
+    known = {key for _, builder in SCHEDULERS.items() for key in getattr(builder, "params", {})}
+    inherited = dict(inherited or {})
+    params = cfg.train.scheduler_params
+    for key in params:
+        value = params[key]
+        if key in rules:
+            accepts, allowed = rules[key]
+            if not accepts(value):
+                raise ConfigError(f"bad value for 'train.scheduler_params.{key}': {_plain(value)!r} (must be {allowed})")
+            continue
+        if key in known and key in inherited and _plain(inherited[key]) == _plain(value):
+            continue  # carried over from the preset chain, not chosen here
+        allowed = sorted(rules)
+        hint = did_you_mean(key, allowed) if key not in known else ""
+        raise ConfigError(
+            f"train.scheduler_params.{key} is not used by train.scheduler={name}{hint}; "
+            f"{name} reads only {allowed if allowed else 'no parameters'}"
+        )
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 @SCHEDULERS.register("cosine")
+@_uses(warmup_epochs=WARMUP, eta_min=NON_NEGATIVE)
 def cosine(cfg, optimizer, steps_per_epoch: int):
     """Cosine per iteration down to ``eta_min`` (1e-6) after the linear warm-up (FlexConv)."""
     main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=_main_iters(cfg, steps_per_epoch), eta_min=float(_param(cfg, "eta_min", 1e-6)))
@@ -70,6 +149,7 @@ def cosine(cfg, optimizer, steps_per_epoch: int):
 
 
 @SCHEDULERS.register("onecycle", aliases=["OneCycle", "one_cycle"])
+@_uses(pct_start=FRACTION, div_factor=POSITIVE, final_div_factor=POSITIVE)
 def onecycle(cfg, optimizer, steps_per_epoch: int):
     """OneCycleLR with torch's defaults; ``train.lr`` is the peak lr (MIMOConv)."""
     return lr_scheduler.OneCycleLR(
@@ -83,6 +163,7 @@ def onecycle(cfg, optimizer, steps_per_epoch: int):
 
 
 @SCHEDULERS.register("step")
+@_uses(warmup_epochs=WARMUP, step_size=POSITIVE_INT, gamma=POSITIVE)
 def step(cfg, optimizer, steps_per_epoch: int):
     """Multiply the lr by ``gamma`` (0.1) every ``step_size`` epochs (30: antialiased CNNs)."""
     every = int(_param(cfg, "step_size", 30)) * steps_per_epoch
@@ -91,6 +172,7 @@ def step(cfg, optimizer, steps_per_epoch: int):
 
 
 @SCHEDULERS.register("multistep")
+@_uses(warmup_epochs=WARMUP, milestones=MILESTONES, gamma=POSITIVE)
 def multistep(cfg, optimizer, steps_per_epoch: int):
     milestones = [int(m) * steps_per_epoch for m in _param(cfg, "milestones", [])]
     main = lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=float(_param(cfg, "gamma", 0.1)))
@@ -98,6 +180,7 @@ def multistep(cfg, optimizer, steps_per_epoch: int):
 
 
 @SCHEDULERS.register("exponential")
+@_uses(warmup_epochs=WARMUP, gamma=POSITIVE)
 def exponential(cfg, optimizer, steps_per_epoch: int):
     """Per-epoch decay ``gamma``, applied smoothly per iteration."""
     gamma = float(_param(cfg, "gamma", 0.95)) ** (1.0 / steps_per_epoch)
@@ -105,6 +188,7 @@ def exponential(cfg, optimizer, steps_per_epoch: int):
 
 
 @SCHEDULERS.register("constant", aliases=["none", "None"])
+@_uses(warmup_epochs=WARMUP)
 def constant(cfg, optimizer, steps_per_epoch: int):
     return _with_warmup(cfg, optimizer, None, steps_per_epoch)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -105,22 +106,66 @@ def _override_text(key: str, value: Any) -> str:
     return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
 
 
+RANDOM_KINDS = ("choice", "uniform", "loguniform", "randint")
+MAX_CONCURRENT_MEANING = "0 = as many trials as the cluster holds"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_random(spec: Any, key: str) -> None:
+    """ConfigError, in one line, for a random spec that cannot be sampled (before anything is drawn)."""
+    where = f"space random.{key}"
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError(f"{where}: an empty list; give the values to choose from")
+        return
+    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in RANDOM_KINDS):
+        raise ConfigError(f"{where}: {spec!r} is not a list or one of {'/'.join(RANDOM_KINDS)}, e.g. {{loguniform: [1e-4, 1e-1]}}")
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise ConfigError(f"{where}: choice needs a non-empty list of values, got {args!r}")
+        return
+    pair = isinstance(args, list) and len(args) == 2 and all(_is_number(a) for a in args)
+    if kind == "uniform" and not (pair and args[0] < args[1]):
+        raise ConfigError(f"{where}: uniform needs [low, high], two numbers with low < high, got {args!r}")
+    if kind == "loguniform" and not (pair and 0 < args[0] < args[1]):
+        raise ConfigError(f"{where}: loguniform needs [low, high], two numbers with 0 < low < high, got {args!r}")
+    if kind == "randint" and not (pair and all(isinstance(a, int) for a in args) and args[0] < args[1]):
+        raise ConfigError(f"{where}: randint needs [low, high], two integers with low < high (high excluded), got {args!r}")
+
+
 def _sample(spec: Any, key: str, rng: random.Random) -> Any:
+    _check_random(spec, key)
     if isinstance(spec, list):
         return rng.choice(spec)
-    if isinstance(spec, dict) and len(spec) == 1:
-        kind, args = next(iter(spec.items()))
-        if kind == "choice":
-            return rng.choice(list(args))
-        if kind == "uniform":
-            return rng.uniform(float(args[0]), float(args[1]))
-        if kind == "loguniform":
-            import math
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        return rng.choice(list(args))
+    if kind == "uniform":
+        return rng.uniform(float(args[0]), float(args[1]))
+    if kind == "loguniform":
+        return math.exp(rng.uniform(math.log(float(args[0])), math.log(float(args[1]))))
+    return rng.randrange(int(args[0]), int(args[1]))
 
-            return math.exp(rng.uniform(math.log(float(args[0])), math.log(float(args[1]))))
-        if kind == "randint":
-            return rng.randrange(int(args[0]), int(args[1]))
-    raise ConfigError(f"space random.{key}: {spec!r} is not a list or one of choice/uniform/loguniform/randint")
+
+def _int_field(data: Dict[str, Any], name: str, default: int, minimum: int, meaning: str = "") -> int:
+    """A whole-number space field, refused in one line when it is not one or below ``minimum``."""
+    value = data.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"space field {name!r}: {value!r} (must be an integer >= {minimum}{'; ' + meaning if meaning else ''})")
+    return value
+
+
+def check_max_concurrent(value: Any) -> int:
+    """``max_concurrent``, a whole number >= 0 (0 = as many trials as the cluster holds); ConfigError otherwise.
+
+    load_space checks the space's field (and ``max_concurrent=...`` on the command
+    line); callers passing their own value to run_sweep check it with this.
+    """
+    return _int_field({"max_concurrent": value}, "max_concurrent", 0, 0, MAX_CONCURRENT_MEANING)
 
 
 def _rows(data: Dict[str, Any]) -> List[Row]:
@@ -154,8 +199,12 @@ def _expand(data: Dict[str, Any]) -> List[Row]:
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError("space field 'grid' must map keys to non-empty lists of values")
     randoms = data.get("random") or {}
-    samples = int(data.get("num_samples", 1)) if randoms else 1
-    rng = random.Random(int(data.get("random_seed", 0)))
+    if not isinstance(randoms, dict):
+        raise ConfigError("space field 'random' must map keys to random specs, e.g. {train.lr: {loguniform: [1e-4, 1e-1]}}")
+    for key, spec in sorted(randoms.items()):
+        _check_random(spec, key)
+    samples = _int_field(data, "num_samples", 1, 1) if randoms else 1
+    rng = random.Random(_int_field(data, "random_seed", 0, -2**63))
     rows = []
     points = list(itertools.product(*[[(k, v) for v in values] for k, values in grid.items()])) or [()]
     for row in base_rows:
@@ -208,7 +257,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = (), *, check_trials:
     space = Space(
         name=str(data.get("name") or path.stem), rows=_expand(data), seeds=_seeds(data.get("seeds", [0])),
         report=str(data.get("report", "")), experiment=str(data.get("experiment", "")),
-        description=str(data.get("description", "")), max_concurrent=int(data.get("max_concurrent", 0)),
+        description=str(data.get("description", "")), max_concurrent=check_max_concurrent(data.get("max_concurrent", 0)),
         source=data,
     )
     if not space.seeds:
@@ -217,9 +266,14 @@ def load_space(path: str | Path, overrides: Sequence[str] = (), *, check_trials:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ConfigError(f"tune space {path}: two rows share the label {duplicates[0]!r}; give them distinct labels")
-    for row in space.rows if check_trials else ():
-        try:
-            row.config = load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])
-        except ConfigError as exc:
-            raise ConfigError(f"tune space {path}, row {row.label!r}: {exc}") from None
+    if check_trials:
+        # The checks `raysys train` makes before Ray starts, for every row, before any trial starts.
+        from raysys.train.preflight import check_values
+
+        for row in space.rows:
+            try:
+                row.config = load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])
+                check_values(row.config)
+            except ConfigError as exc:
+                raise ConfigError(f"tune space {path}, row {row.label!r}: {exc}") from None
     return space

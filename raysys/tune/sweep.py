@@ -10,18 +10,22 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from raysys.config.loader import from_container, load_config, parse_override
+from raysys.driver import record
+from raysys.driver.failure import reason_from_text, root_cause
 from raysys.errors import ConfigError
-from raysys.track import runs
+from raysys.track import identity, runs
 from raysys.track.uri import check_reachable
+from raysys.train.preflight import check_local_capacity, check_values
 from raysys.train.locations import pin_locations
 from raysys.train.session import ensure_ray, wants_gpu
 from raysys.train.storage import check_shared_storage
@@ -145,19 +149,10 @@ def _trial_driver(config: Dict[str, Any]) -> None:
     import raysys.catalog  # noqa: F401  (a fresh process: register every section and name)
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from raysys.train.run import run_training
+    from raysys.driver.training import run_training
 
     cfg = from_container(config["trial"]["config"])
     run_training(cfg, progress=False, parent_run_id=config["trial"]["parent_run_id"], callbacks=[TuneReportCallback()])
-
-
-def _error_reason(error: BaseException) -> str:
-    text = str(error)
-    for marker in ("TrainingError: ", "DataError: ", "CheckpointError: ", "ConfigError: "):
-        if marker in text:
-            return text.rsplit(marker, 1)[1].strip().splitlines()[0]
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
 
 
 def _summary_table(outcomes: List[TrialOutcome]) -> tuple[str, str]:
@@ -176,8 +171,12 @@ def _final_accuracy(uri: str, run_id: str) -> Optional[float]:
     return runs.client(uri).get_run(run_id).data.metrics.get("test_acc")
 
 
-def run_sweep(space: Space, *, max_concurrent: int = 0) -> SweepSummary:
-    """Train every trial of ``space`` not yet FINISHED in MLflow; return what happened."""
+def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str] = ()) -> SweepSummary:
+    """Train every trial of ``space`` not yet FINISHED in MLflow; return what happened.
+
+    ``overrides`` are the space overrides of the command line: with the space's name
+    they make the sweep's key, so a re-run of the same command reuses its parent run.
+    """
     experiment = space.experiment_name()
     configs = trial_configs(space, experiment)
     uri = configs[0].tracking.uri
@@ -186,17 +185,26 @@ def run_sweep(space: Space, *, max_concurrent: int = 0) -> SweepSummary:
 
     done, pending = [], []
     for trial, cfg in zip(space.trials(), configs):
-        finished = runs.find_run(uri, exp_id, cfg.run_name, "attributes.status = 'FINISHED'")
-        (done if finished else pending).append((trial, cfg, finished))
+        found = record.lookup(uri, exp_id, cfg)
+        (done if found.finished else pending).append((trial, cfg, found.run if found.finished else None))
     if pending:  # before the parent run opens: a refused sweep leaves nothing RUNNING
+        for cfg in {c.run_name: c for _, c, _ in pending}.values():
+            check_values(cfg)
+            check_local_capacity(cfg)
         ensure_ray(min_cpus=max(c.scaling.num_workers * c.scaling.cpus_per_worker for _, c, _ in pending) + 1)
         check_trial_storage([c for _, c, _ in pending])
 
-    parent_id, _ = runs.open_run(
-        uri, exp_id, space.name, {SWEEP_TAG: space.name, "raysys.report": space.report, "raysys.trials": len(configs)},
-        name_tag=SWEEP_TAG,
-    )
+    key = identity.sweep_key(space.name, overrides)
+    parent_id, reopened = runs.open_run(uri, exp_id, key, {}, name_tag=identity.SWEEP_KEY_TAG, run_name=space.name)
+    runs.delete_tag(uri, parent_id, runs.FAILURE_TAG)  # a re-run starts without the last run's verdict
+    runs.set_tags(uri, parent_id, {
+        SWEEP_TAG: space.name, "raysys.report": space.report, "raysys.trials": len(configs),
+        identity.SWEEP_OVERRIDES_TAG: json.dumps(list(overrides)), identity.SWEEP_LAST_STARTED_TAG: record.now_iso(),
+        "mlflow.note.content": space.description or f"sweep of tune space {space.name}",
+    })
     runs.log_text(uri, parent_id, yaml.safe_dump(space.source, sort_keys=False), "space.yaml")
+    for _, _, run in done:
+        runs.set_tags(uri, run.info.run_id, {identity.member_tag(parent_id): run.data.tags.get(identity.member_tag(parent_id), "adopted")})
     outcomes = [TrialOutcome(t, c.run_name, "finished earlier", run_id=r.info.run_id,
                              test_acc=r.data.metrics.get("test_acc")) for t, c, r in done]
     if not pending:
@@ -204,16 +212,27 @@ def run_sweep(space: Space, *, max_concurrent: int = 0) -> SweepSummary:
     else:
         log.info("sweep %s: %d trials to train, %d already finished", space.name, len(pending), len(done))
         try:
-            outcomes += _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent)
-        except KeyboardInterrupt:
-            runs.finish(uri, parent_id, "KILLED", "interrupted by the user")
+            with record.terminate_on_sigterm():
+                outcomes += _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent)
+        except (KeyboardInterrupt, record.Terminated) as exc:
+            why = "interrupted by the user (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+            _close_children(uri, exp_id, parent_id, why)
+            runs.finish(uri, parent_id, "KILLED", why)
             raise
         except Exception as exc:
-            runs.finish(uri, parent_id, "FAILED", f"{type(exc).__name__}: {exc}".splitlines()[0])
+            _close_children(uri, exp_id, parent_id, "the sweep failed")
+            runs.finish(uri, parent_id, "FAILED", root_cause(exc))
             raise
     summary = SweepSummary(space.name, parent_id, uri, started=len(pending), skipped=len(done), outcomes=outcomes)
     _close_parent(summary)
     return summary
+
+
+def _close_children(uri: str, exp_id: str, parent_id: str, why: str) -> None:
+    """End the trials' runs that a stopped sweep leaves RUNNING (Tune killed their drivers)."""
+    query = f"tags.`{identity.member_tag(parent_id)}` = 'trained' and attributes.status = 'RUNNING'"
+    for run in runs.client(uri).search_runs([exp_id], filter_string=query, max_results=1000):
+        runs.finish(uri, run.info.run_id, "KILLED", f"{why}: the sweep stopped this trial")
 
 
 def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_concurrent: int) -> List[TrialOutcome]:
@@ -242,12 +261,12 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     by_name = {}
     for result in grid:
         name = result.config["trial"]["name"]
-        by_name[name] = _error_reason(result.error) if result.error else ""
+        by_name[name] = reason_from_text(str(result.error), type(result.error).__name__) if result.error else ""
     outcomes = []
     for trial, cfg, _ in pending:
         reason = by_name.get(cfg.run_name, "the trial did not run")
-        run = runs.find_run(uri, exp_id, cfg.run_name)
-        run_id = run.info.run_id if run else ""
+        found = record.lookup(uri, exp_id, cfg)
+        run_id = found.run.info.run_id if found.run else ""
         status = "failed" if reason else "finished"
         outcomes.append(TrialOutcome(trial, cfg.run_name, status, reason, _final_accuracy(uri, run_id), run_id))
     return outcomes

@@ -3,7 +3,9 @@
 The original's workflow: export the runs, keep per model and scenario the lr
 with the higher median best_acc over seeds 1-5, then plot. So this report is
 built from the export records (MLflow searched by params, every FINISHED STIR
-run of the dataset), not from the space's grid:
+run of the dataset), not from the space's grid; of those, only the members of
+the chosen ``stir-<data>`` sweep and of the last ``stir-lr-selection-<data>``
+sweep, without stale ones (:mod:`pipelines.report.membership`):
 
 - ``table.md/csv``: test accuracy per model and scenario at the kept lr,
   mean ± std over seeds, missing seeds listed (the engine's table);
@@ -20,13 +22,12 @@ from functools import partial
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from pipelines.report import stir_figures
+from pipelines.report import membership, stir_figures
 from pipelines.report.stir_analysis import equivariance_figure, indices_figure
-from pipelines.report.engine import Report, ReportDefinition, RowResult, SeedRun, register_report, write_tables
+from pipelines.report.engine import Report, ReportDefinition, RowResult, SeedRun, find_sweep, register_report, write_tables
 from pipelines.report.stir_runs import DATASETS, search_records, select_lr, write_choices_csv, write_clean_csv
 from raysys.config.loader import load_config, parse_override
-from raysys.track import runs
-from raysys.train.locations import pin_locations
+from raysys.track import identity, runs
 from raysys.tune.space import load_space
 
 TITLE = "Just a Matter of Scale? (STIR {data})"
@@ -69,21 +70,59 @@ def _space_rows(space) -> List[dict]:
     return out
 
 
+def lr_selection_space(data: str) -> str:
+    """The space name of the dataset's lr-selection sweep (seeds 1-5 of both lrs)."""
+    return f"stir-lr-selection-{data}"
+
+
+def sweep_records(records: List[dict], sweep: membership.Sweep, member_runs: list, client, exp_id: Optional[str],
+                  data: str) -> List[dict]:
+    """The records a report of ``sweep`` may use: its members and the last lr-selection sweep's.
+
+    The lr is chosen on seeds 1-5 of both lrs, which the lr-selection sweep trained; a
+    sweep of only the kept lrs (``stir export --space-out``) adopts just the kept lr's.
+    Old stores (no membership recorded) keep every record, as before.
+    """
+    if not sweep.enforced:
+        return records
+    ids = {run.info.run_id for run in member_runs}
+    selection_parents = membership.sweep_parents(client, exp_id, lr_selection_space(data))
+    if selection_parents:
+        ids |= {run.info.run_id for run in membership.members(client, exp_id, selection_parents[0].info.run_id)}
+    return [r for r in records if r["run_id"] in ids]
+
+
+def split_stale(records: List[dict], space, experiment: str) -> Tuple[List[dict], List[dict]]:
+    """(records whose config fingerprint is the space's or unrecorded, stale records)."""
+    name_of = lambda r: r.get(f"tags.{runs.RUN_NAME_TAG}") or r.get("tags.mlflow.runName", "")  # noqa: E731
+    marked = {name_of(r) for r in records if r.get(f"tags.{identity.FINGERPRINT_TAG}")}
+    if not marked:
+        return records, []
+    expected = membership.expected_fingerprints(space, experiment, marked)
+    kept, stale = [], []
+    for record in records:
+        recorded = record.get(f"tags.{identity.FINGERPRINT_TAG}", "")
+        want = expected.get(name_of(record))
+        (stale if recorded and want and recorded != want else kept).append(record)
+    return kept, stale
+
+
 def build_stir_report(definition: ReportDefinition, out: Path, *, data: str, space_path: Optional[Path] = None,
-                      space_overrides: Sequence[str] = (), tracking_uri: str = "") -> Tuple[Report, List[Path]]:
-    """Records -> lr selection -> the table, the export, the figures; the Report the engine summarises."""
-    space = load_space(space_path or definition.space_path(), space_overrides, check_trials=False)
-    first = pin_locations(load_config(space.rows[0].preset, space.rows[0].overrides))
-    uri = tracking_uri or first.tracking.uri
+                      space_overrides: Sequence[str] = (), tracking_uri: str = "",
+                      sweep_run: str = "") -> Tuple[Report, List[Path]]:
+    """Records of the sweep -> lr selection -> the table, the export, the figures; the Report the engine summarises."""
+    path = space_path or definition.space_path()
+    sweep, member_runs, effective, uri, exp_id = find_sweep(path, space_overrides, tracking_uri, sweep_run)
+    space = load_space(path, effective, check_trials=False)
     experiment = space.experiment_name()
     settings = _space_rows(space)
     wanted = {(s["kernel_size"], s["interpolation"]) for s in settings}
     mlflow_client = runs.client(uri)
-    found = mlflow_client.get_experiment_by_name(experiment)
-    records = search_records(uri, experiment, data=data) if found is not None else []
+    records = search_records(uri, experiment, data=data) if exp_id is not None else []
     records = [r for r in records if (str(r.get("params.kernel_size")), str(r.get("params.interpolation"))) in wanted]
+    records = sweep_records(records, sweep, member_runs, mlflow_client, exp_id, data)
+    records, stale_records = split_stale(records, space, experiment)
     selection = select_lr(records)
-    parent = runs.find_run(uri, found.experiment_id, space.name, tag="raysys.sweep") if found is not None else None
 
     by_config = stir_figures.seeds_present(selection.records)
     lrs = {(c.key[1], c.key[2]): c.lr for c in selection.choices}
@@ -101,11 +140,19 @@ def build_stir_report(definition: ReportDefinition, out: Path, *, data: str, spa
                 seed_runs.append(SeedRun(seed, ""))
             else:
                 name = record.get("tags.raysys.run_name") or record.get("tags.mlflow.runName", "")
-                seed_runs.append(SeedRun(seed, name, record["run_id"], float(record["metrics.test_acc"])))
+                verdict = identity.SAME if record.get(f"tags.{identity.FINGERPRINT_TAG}") else identity.UNVERIFIED
+                seed_runs.append(SeedRun(seed, name, record["run_id"], float(record["metrics.test_acc"]), identity=verdict))
         lr = lrs.get(key)
         label = f"{key[0]} scenario {key[1]}" + (f" lr={lr:g}" if lr is not None else "")
         rows.append(RowResult(label, seed_runs, None))
-    report = Report(definition, space, rows, uri, parent.info.run_id if parent else "")
+    used = {seed_run.run_name: seed_run.run_id for row in rows for seed_run in row.runs if seed_run.run_id}
+    stale = []
+    for record in stale_records:
+        name = record.get("tags.raysys.run_name") or record.get("tags.mlflow.runName", "")
+        label = f"{record['params.model']} scenario {record['params.evaluation']} lr={float(record['params.lr']):g}"
+        stale.append({"row": label, "seed": int(float(record["params.seed"])), "run_id": record["run_id"],
+                      "run_name": name, "replaced_by": used.get(name, "")})
+    report = Report(definition, space, rows, uri, sweep.run_id, sweep, stale)
 
     out.mkdir(parents=True, exist_ok=True)
     title = definition.title

@@ -1,0 +1,123 @@
+"""The steps every driver shares: checks before Ray, Ray with capacity, the MLflow run, the TorchTrainer.
+
+``raysys train``, ``raysys eval`` and each sweep trial go through :func:`prepare`,
+:func:`open_record` and :func:`trainer`; nothing else starts Ray, opens a run or
+builds a TorchTrainer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from omegaconf import DictConfig
+
+import raysys
+from raysys.driver import record as rec
+from raysys.track import identity, runs
+from raysys.track.uri import check_reachable, redact
+from raysys.train import preflight
+from raysys.train.locations import pin_locations
+from raysys.train.session import check_capacity, ensure_ray, wants_gpu, worker_scaling
+from raysys.train.storage import check_shared_storage
+
+
+@dataclass
+class Target:
+    """Where a run's record goes: the tracking URI, the experiment, what the store holds for this config."""
+
+    uri: str
+    exp_id: str = ""
+    found: Optional[rec.Lookup] = None
+
+
+def check_before_ray(cfg: DictConfig) -> None:
+    """The value checks that need neither data nor Ray."""
+    pin_locations(cfg)
+    preflight.check_values(cfg)
+    preflight.check_local_capacity(cfg)  # a local Ray only: a cluster is checked once joined
+
+
+def find_target(cfg: DictConfig, kind: str = "train") -> Target:
+    """Reach the tracking server and look up this config's run (no Ray yet)."""
+    uri = cfg.tracking.uri
+    if not cfg.tracking.enabled:
+        return Target(uri)
+    check_reachable(uri)
+    exp_id = runs.experiment_id(uri, cfg.tracking.experiment or cfg.paper or "raysys")
+    return Target(uri, exp_id, rec.lookup(uri, exp_id, cfg, kind))
+
+
+def start_ray(cfg: DictConfig) -> bool:
+    """Start or join Ray sized for the run; refuse what it cannot hold. Returns whether workers use GPUs."""
+    ensure_ray(min_cpus=cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + 1)
+    use_gpu = wants_gpu(cfg.scaling.use_gpu)
+    check_capacity(cfg.scaling.num_workers, cfg.scaling.cpus_per_worker, use_gpu)
+    check_shared_storage(cfg.checkpoint.storage_path, cfg.tracking.uri if cfg.tracking.enabled else "", cfg.checkpoint.shared)
+    return use_gpu
+
+
+def run_tags(cfg: DictConfig, device: str) -> Dict[str, Any]:
+    return {
+        "raysys.preset": cfg.preset,
+        "raysys.paper": cfg.paper,
+        "raysys.seed": cfg.seed,
+        "raysys.version": raysys.__version__,
+        "raysys.world_size": cfg.scaling.num_workers,
+        "raysys.device": device,
+        "mlflow.source.git.commit": runs.git_commit(Path(__file__).parent),
+    }
+
+
+def open_record(
+    cfg: DictConfig, target: Target, *, kind: str, tags: Dict[str, Any], label: str,
+    parent_run_id: str = "", rerun: bool = False,
+) -> Optional[rec.RunRecord]:
+    """Open (or resume) the MLflow run; its params and config.yaml are logged inside its guard."""
+    if not cfg.tracking.enabled:
+        return None
+    record = rec.RunRecord.open(cfg, target.exp_id, target.found or rec.Lookup(None), kind=kind, tags=tags,
+                                label=label, parent_run_id=parent_run_id, rerun=rerun)
+    return record
+
+
+def ray_train_name(cfg: DictConfig, record: Optional[rec.RunRecord]) -> str:
+    """Ray Train's run name (its checkpoint folder): the MLflow run's, so a resume finds its checkpoint."""
+    if record is None:
+        return identity.train_name(cfg.run_name, identity.fingerprint(cfg))
+    tags = runs.client(record.uri).get_run(record.run_id).data.tags
+    return tags.get(identity.TRAIN_NAME_TAG) or cfg.run_name  # runs before identity tags used the bare name
+
+
+def worker_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The config sent to workers and saved in checkpoints: no credentials in ``tracking.uri``."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg)
+    container["tracking"]["uri"] = redact(container["tracking"]["uri"])
+    return container
+
+
+def trainer(
+    entry: Callable[[Dict[str, Any]], None], loop_config: Dict[str, Any], cfg: DictConfig, *, name: str, use_gpu: bool,
+    datasets: Dict[str, Any], callbacks: Sequence[Any] = (), checkpoint_config: Any = None,
+):
+    """A TorchTrainer for ``entry`` with the run's scaling, storage and failure settings."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from raysys.data.stream import train_eval_data_config
+
+    return TorchTrainer(
+        entry,
+        train_loop_config=loop_config,
+        scaling_config=worker_scaling(cfg.scaling, use_gpu),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=cfg.checkpoint.storage_path,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
+            checkpoint_config=checkpoint_config,
+            callbacks=list(callbacks) or None,
+        ),
+        datasets=datasets,
+        dataset_config=train_eval_data_config(),
+    )

@@ -1,0 +1,174 @@
+"""``raysys train`` and each sweep trial: plan the data, open the run, fit a TorchTrainer, close.
+
+Everything that can be refused is refused before Ray starts: the config, the
+shards and their manifest, the tracking server, a run that already FINISHED.
+The MLflow run is opened before the workers start and always closed:
+FINISHED, or FAILED/KILLED with the reason (:mod:`raysys.driver.record`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from raysys.data import holdout
+from raysys.data.formats import get_dataset
+from raysys.data.normalization import normalization
+from raysys.data.shards import load_manifest, verify_shards
+from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows
+from raysys.driver import launch
+from raysys.driver.record import CHECKPOINT_DIR_TAG, RunRecord, guarded
+from raysys.errors import DataError
+from raysys.models import InputSpec
+from raysys.track import runs
+from raysys.track.uri import redact
+from raysys.train import checkpoint as ckpt
+from raysys.train.feed import EpochFeed
+from raysys.train.phases import total_epochs
+from raysys.train.preflight import check_dataset_matches, check_plan
+from raysys.train.recipes import build_recipe
+
+
+@dataclass
+class DataPlan:
+    """The shards a run reads, checked, and what the model will see."""
+
+    manifest: dict
+    fmt: Any
+    spec: InputSpec
+    train_rows: int
+    test_rows: int
+    selection: Any = None  # raysys.data.holdout.DataSelection: the split and rows of each stream
+
+
+def plan_data(cfg: DictConfig) -> DataPlan:
+    """Load and verify the manifest and shards; derive the model's input."""
+    manifest = load_manifest(cfg.data.path, dataset=cfg.data.name)
+    for split in (cfg.data.train_split, cfg.data.test_split):
+        if split not in manifest["splits"]:
+            raise DataError(f"dataset at {cfg.data.path} has no split {split!r}; it has {sorted(manifest['splits'])}")
+    verify_shards(cfg.data.path, manifest, [cfg.data.train_split, cfg.data.test_split], checksums=cfg.data.verify_checksums)
+    selection = holdout.select(cfg, manifest)
+    selection = build_recipe(cfg).select_data(manifest, selection)  # e.g. STIR scenario filters
+    train_rows, test_rows = selection.train_rows, selection.test_rows
+    if train_rows == 0 or test_rows == 0:
+        raise DataError(f"dataset at {cfg.data.path} has an empty split (train {train_rows}, test {test_rows} rows)")
+    channels = int(manifest["image"]["channels"])
+    mean, std = normalization(cfg.train.normalize, get_dataset(cfg.data.name), manifest, channels)
+    fmt = image_format(manifest, mean, std, cfg.data.resize)
+    classes = cfg.model.num_classes or int(manifest["num_classes"])
+    spec = InputSpec(cfg.model.in_channels or channels, fmt.output_size, classes)
+    return DataPlan(manifest, fmt, spec, train_rows, test_rows, selection)
+
+
+def already_finished(cfg: DictConfig, run) -> Dict[str, Any]:
+    """The summary of a FINISHED run, without training again."""
+    metrics = run.data.metrics
+    return {
+        "run_id": run.info.run_id, "run_name": cfg.run_name, "status": "already finished",
+        "test_accuracy": metrics.get("test_acc"), "epochs": metrics.get("epoch"), "checkpoint": "",
+        "tracking_uri": redact(cfg.tracking.uri),
+    }
+
+
+def run_training(
+    cfg: DictConfig, *, progress: bool = True, parent_run_id: str = "", callbacks: Sequence[Any] = (), rerun: bool = False,
+) -> Dict[str, Any]:
+    """Train ``cfg`` on Ray and return the final metrics with run id and tracking URI.
+
+    A run of this config that already FINISHED is not trained again (its summary
+    comes back with ``status: already finished``) unless ``rerun``, which makes a
+    new run and tags the old one superseded. ``parent_run_id`` makes the MLflow
+    run a child (of a sweep); ``callbacks`` are Ray Train user callbacks (a sweep
+    passes Tune's report callback).
+    """
+    import ray.train
+
+    launch.check_before_ray(cfg)
+    plan = plan_data(cfg)
+    check_plan(cfg, plan)
+    check_dataset_matches(cfg, plan.manifest, plan.fmt.mean)
+    # The recipe's phases (cross_res: source + fine-tune epochs); also checks their config before Ray starts.
+    epochs = total_epochs(build_recipe(cfg).phases())
+    target = launch.find_target(cfg)
+    if target.found is not None and target.found.finished and not rerun:
+        return already_finished(cfg, target.found.run)
+    use_gpu = launch.start_ray(cfg)
+    device = "cuda" if use_gpu else "cpu"
+    record = launch.open_record(cfg, target, kind="train", tags=launch.run_tags(cfg, device),
+                                label=f"training run {cfg.run_name!r}", parent_run_id=parent_run_id, rerun=rerun)
+    feed: Optional[EpochFeed] = None
+    with guarded(record, f"training run {cfg.run_name!r}"):
+        run_id = record.run_id if record else ""
+        train_name = launch.ray_train_name(cfg, record)
+        if record:
+            record.log_config(cfg)
+            runs.set_tags(record.uri, record.run_id, {CHECKPOINT_DIR_TAG: f"{cfg.checkpoint.storage_path}/{train_name}"})
+        try:
+            datasets = build_datasets(
+                cfg.data.path, plan.manifest, plan.selection.splits, plan.fmt, cfg.seed, row_filters=plan.selection.row_filters,
+            )
+            feed = EpochFeed(cfg.tracking.uri, run_id, total_epochs=epochs, desc=cfg.run_name, progress=progress) \
+                if run_id or progress else None
+            per_worker_rows = plan.train_rows // cfg.scaling.num_workers
+            loop_config = {
+                "config": launch.worker_config(cfg),
+                "format": dataclasses.asdict(plan.fmt),
+                "input": dataclasses.asdict(plan.spec),
+                "train_rows": plan.train_rows,
+                "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
+                "tracking_uri": cfg.tracking.uri if cfg.tracking.enabled else "",
+                "run_id": run_id,
+                "feed": feed.queue if feed else None,
+            }
+            trainer = launch.trainer(
+                _worker_entry, loop_config, cfg, name=train_name, use_gpu=use_gpu,
+                datasets=datasets, callbacks=callbacks,
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=cfg.checkpoint.num_to_keep,
+                    checkpoint_score_attribute=cfg.checkpoint.score_attribute or None,
+                    checkpoint_score_order=cfg.checkpoint.score_order,
+                ),
+            )
+            result = feed.follow(trainer.fit) if feed else trainer.fit()
+        finally:
+            if feed is not None:
+                feed.close()
+        if OmegaConf.select(cfg, "evaluate.after_training"):
+            # Evaluators (e.g. shift consistency) on the best/final model, into this run.
+            from raysys.driver.evaluation import evaluate_after_training
+
+            evaluate_after_training(cfg, result, run_id)
+        return _finish(cfg, result, record)
+
+
+def _finish(cfg: DictConfig, result, record: Optional[RunRecord]) -> Dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    final_checkpoint = ""
+    if result.checkpoint is not None:
+        final_checkpoint = result.checkpoint.path
+        if record and cfg.tracking.log_checkpoint:
+            with result.checkpoint.as_directory() as directory:
+                runs.log_artifact_files(record.uri, record.run_id, [Path(directory) / ckpt.STATE_FILE], "checkpoint")
+    if record:
+        record.close("FINISHED")
+    return {
+        "run_id": record.run_id if record else "",
+        "run_name": cfg.run_name,
+        "status": "finished",
+        "test_accuracy": metrics.get("test_acc"),
+        "epochs": metrics.get("epoch"),
+        "checkpoint": final_checkpoint,
+        "tracking_uri": redact(cfg.tracking.uri),
+    }
+
+
+def _worker_entry(loop_config: Dict[str, Any]) -> None:
+    # A fresh worker process: register every config section and model first.
+    import raysys.catalog  # noqa: F401
+    from raysys.train.loop import train_loop_per_worker
+
+    train_loop_per_worker(loop_config)
