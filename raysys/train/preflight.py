@@ -263,7 +263,7 @@ def check_local_capacity(cfg: DictConfig, cpu_count: Optional[int] = None, gpu_c
     if (forced and workers > gpus) or (setting == "auto" and 0 < gpus < workers):
         fix = f"set scaling.num_workers <= {gpus} or scaling.use_gpu=false" if gpus else "set scaling.use_gpu=false"
         raise ConfigError(
-            f"scaling.num_workers={workers} with scaling.use_gpu={cfg.scaling.use_gpu} needs {workers} GPUs; "
+            f"scaling.num_workers={workers} with scaling.use_gpu={setting} needs {workers} GPUs; "
             f"this machine has {gpus}: {fix}, or submit to a cluster (RAY_ADDRESS)"
         )
 
