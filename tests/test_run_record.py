@@ -121,6 +121,24 @@ def test_a_dead_run_is_resumed_by_the_next_command_and_its_death_recorded(store)
     again.close("FINISHED")
 
 
+def test_a_run_whose_driver_here_has_exited_is_dead_at_once(store):
+    import subprocess
+    import sys
+
+    uri, exp_id = store
+    cfg = config(uri)
+    gone = opened(cfg, exp_id)
+    gone._stop_heartbeat()
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    runs.set_tags(uri, gone.run_id, {rec.DRIVER_TAG: f"{socket.gethostname()}:{exited.stdout.strip()}"})
+    assert rec.is_dead(MlflowClient(uri).get_run(gone.run_id))  # heartbeat fresh, process gone: SIGKILL'd here
+    again = opened(cfg, exp_id)
+    assert again.run_id == gone.run_id
+    again.close("FINISHED")
+
+
 def test_guard_closes_the_run_killed_on_sigterm_and_failed_on_an_error(store):
     uri, exp_id = store
     cfg = config(uri)

@@ -109,7 +109,8 @@ def test_missing_shards_are_refused_before_ray_starts(workdir):
 
 
 def _checkpoints(storage: Path, name: str):
-    return sorted(p for p in (storage / name).glob("checkpoint_*") if p.is_dir())
+    """Ray Train's checkpoints of run ``name`` (its folder is ``<name>-<config fingerprint>``)."""
+    return sorted(p for p in storage.glob(f"{name}-*/checkpoint_*") if p.is_dir())
 
 
 def test_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(fashion_shards, tmp_path):

@@ -71,9 +71,23 @@ def heartbeat_age_s(run) -> float:
     return time.time() - run.info.start_time / 1000.0
 
 
+def _driver_gone(run) -> bool:
+    """The run's driver was a process on this machine that no longer exists."""
+    host, _, pid = run.data.tags.get(DRIVER_TAG, "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def is_dead(run) -> bool:
-    """RUNNING, but no live process holds it."""
-    return run.info.status == "RUNNING" and heartbeat_age_s(run) > STALE_AFTER_S
+    """RUNNING, but no live process holds it: its heartbeat is stale, or its driver here has exited."""
+    return run.info.status == "RUNNING" and (heartbeat_age_s(run) > STALE_AFTER_S or _driver_gone(run))
 
 
 @dataclass
