@@ -47,7 +47,7 @@ def submit(cluster: LocalCluster, shards: Path, run_name: str) -> str:
 
 
 def checkpoints(cluster: LocalCluster, run_name: str):
-    return sorted(p for p in (cluster.storage / run_name).glob("checkpoint_*") if (p / ckpt.STATE_FILE).is_file())
+    return sorted(p for p in cluster.storage.glob(f"{run_name}-*/checkpoint_*") if (p / ckpt.STATE_FILE).is_file())
 
 
 def wait_for_checkpoint(cluster: LocalCluster, job_id: str, run_name: str, timeout: float = 1200) -> int:

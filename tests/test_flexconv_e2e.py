@@ -91,12 +91,17 @@ def test_killed_crossres_run_resumes_in_the_finetune_phase(fashion_shards, tmp_p
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    runs_dir = tmp_path / "runs" / "killed-crossres"
     deadline = time.time() + 900
     # A checkpoint counts once Ray Train has registered it in the run's snapshot (its files are complete).
-    snapshot = runs_dir / "checkpoint_manager_snapshot.json"
-    while not (snapshot.is_file() and checkpoint_dirs(runs_dir)) and time.time() < deadline and first.poll() is None:
+    def run_folder() -> Path:  # Ray Train's folder is <run name>-<config fingerprint>
+        found = sorted((tmp_path / "runs").glob("killed-crossres-*"))
+        return found[0] if found else tmp_path / "runs" / "killed-crossres"
+
+    while not ((run_folder() / "checkpoint_manager_snapshot.json").is_file() and checkpoint_dirs(run_folder())) \
+            and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)
+    runs_dir = run_folder()
+    snapshot = runs_dir / "checkpoint_manager_snapshot.json"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
     checkpoints = checkpoint_dirs(runs_dir)
