@@ -1,8 +1,8 @@
 """The steps every driver shares: checks before Ray, Ray with capacity, the MLflow run, the TorchTrainer.
 
-``raysys train``, ``raysys eval`` and each sweep trial go through :func:`prepare`,
-:func:`open_record` and :func:`trainer`; nothing else starts Ray, opens a run or
-builds a TorchTrainer.
+``raysys train``, ``raysys eval`` and each sweep trial go through :func:`check_before_ray`,
+:func:`find_target`, :func:`start_ray`, :func:`open_record` and :func:`trainer`; nothing
+else starts Ray, opens a run or builds a TorchTrainer.
 """
 from __future__ import annotations
 
@@ -76,17 +76,13 @@ def open_record(
     """Open (or resume) the MLflow run; its params and config.yaml are logged inside its guard."""
     if not cfg.tracking.enabled:
         return None
-    record = rec.RunRecord.open(cfg, target.exp_id, target.found or rec.Lookup(None), kind=kind, tags=tags,
-                                label=label, parent_run_id=parent_run_id, rerun=rerun)
-    return record
+    return rec.RunRecord.open(cfg, target.exp_id, target.found or rec.Lookup(None), kind=kind, tags=tags,
+                              label=label, parent_run_id=parent_run_id, rerun=rerun)
 
 
 def ray_train_name(cfg: DictConfig, record: Optional[rec.RunRecord]) -> str:
     """Ray Train's run name (its checkpoint folder): the MLflow run's, so a resume finds its checkpoint."""
-    if record is None:
-        return identity.train_name(cfg.run_name, identity.fingerprint(cfg))
-    tags = runs.client(record.uri).get_run(record.run_id).data.tags
-    return tags.get(identity.TRAIN_NAME_TAG) or cfg.run_name  # runs before identity tags used the bare name
+    return record.train_name if record else identity.train_name(cfg.run_name, identity.fingerprint(cfg))
 
 
 def worker_config(cfg: DictConfig) -> Dict[str, Any]:

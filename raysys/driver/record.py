@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 from omegaconf import DictConfig
@@ -96,7 +96,7 @@ class Lookup:
 
     run: Any  # the same run (fingerprint equal, or recorded before fingerprints), or None
     verdict: str = ""  # identity.SAME / identity.UNVERIFIED when run is set
-    stale: List[Any] = None  # FINISHED runs of that name with another fingerprint
+    stale: List[Any] = field(default_factory=list)  # FINISHED runs of that name with another fingerprint
 
     @property
     def finished(self) -> bool:
@@ -129,8 +129,9 @@ def _attempts(run) -> List[Dict[str, Any]]:
 class RunRecord:
     """One open MLflow run; :meth:`guard` closes it however the block ends."""
 
-    def __init__(self, uri: str, run_id: str, label: str, *, resumed: bool):
+    def __init__(self, uri: str, run_id: str, label: str, *, resumed: bool, train_name: str):
         self.uri, self.run_id, self.label, self.resumed = uri, run_id, label, resumed
+        self.train_name = train_name  # Ray Train's run name: the folder of this run's checkpoints
         self._beat_stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
         self.closed = False
@@ -153,11 +154,11 @@ class RunRecord:
                     f"(heartbeat {heartbeat_age_s(previous):.0f} s ago, {previous.data.tags.get(DRIVER_TAG, 'unknown')}); "
                     f"wait for it, or stop it and retry after {STALE_AFTER_S:.0f} s"
                 )
-            record = cls(uri, previous.info.run_id, label, resumed=True)
+            # runs recorded before identity tags used the bare run name as Ray Train's
+            train_name = previous.data.tags.get(identity.TRAIN_NAME_TAG) or cfg.run_name
+            record = cls(uri, previous.info.run_id, label, resumed=True, train_name=train_name)
             record._reopen(previous)
-            extra = dict(tags)
-            if not previous.data.tags.get(identity.FINGERPRINT_TAG) and found.verdict == identity.UNVERIFIED:
-                extra.pop(identity.FINGERPRINT_TAG, None)  # keep an old run's unverified status visible
+            extra = dict(tags)  # no fingerprint tag: an old run stays visibly unverified
         else:
             new_tags = {runs.RUN_NAME_TAG: cfg.run_name, KIND_TAG: kind, identity.FINGERPRINT_TAG: fp, **tags}
             train_name = identity.train_name(cfg.run_name, fp)
@@ -167,7 +168,7 @@ class RunRecord:
             if parent_run_id:
                 new_tags["mlflow.parentRunId"] = parent_run_id
             run = mlflow_client.create_run(exp_id, run_name=cfg.run_name, tags={k: redact(str(v)) for k, v in new_tags.items()})
-            record = cls(uri, run.info.run_id, label, resumed=False)
+            record = cls(uri, run.info.run_id, label, resumed=False, train_name=train_name)
             if previous is not None:
                 runs.set_tags(uri, previous.info.run_id, {identity.SUPERSEDED_TAG: run.info.run_id})
             extra = {}

@@ -20,12 +20,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from raysys.config.loader import from_container, load_config, parse_override
-from raysys.driver import record
+from raysys.driver import launch, record
 from raysys.driver.failure import reason_from_text, root_cause
 from raysys.errors import ConfigError
 from raysys.track import identity, runs
 from raysys.track.uri import check_reachable
-from raysys.train.preflight import check_local_capacity, check_values
 from raysys.train.locations import pin_locations
 from raysys.train.session import ensure_ray, wants_gpu
 from raysys.train.storage import check_shared_storage
@@ -189,8 +188,7 @@ def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str]
         (done if found.finished else pending).append((trial, cfg, found.run if found.finished else None))
     if pending:  # before the parent run opens: a refused sweep leaves nothing RUNNING
         for cfg in {c.run_name: c for _, c, _ in pending}.values():
-            check_values(cfg)
-            check_local_capacity(cfg)
+            launch.check_before_ray(cfg)
         ensure_ray(min_cpus=max(c.scaling.num_workers * c.scaling.cpus_per_worker for _, c, _ in pending) + 1)
         check_trial_storage([c for _, c, _ in pending])
 
