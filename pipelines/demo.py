@@ -68,7 +68,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        import raysys.catalog  # noqa: F401
         from raysys.config import load_config
         from raysys.driver.training import run_training
 

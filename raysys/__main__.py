@@ -1,5 +1,3 @@
-import sys
+from raysys.cli.main import run_and_exit
 
-from raysys.cli.main import main
-
-sys.exit(main())
+run_and_exit()

@@ -37,6 +37,10 @@ class TrainingError(RaysysError):
     exit_code = 1
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so that the run is closed on the way out (exit code 143)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' for the closest choices, or ''."""
     matches = difflib.get_close_matches(str(word), list(choices), n=n, cutoff=0.5)

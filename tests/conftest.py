@@ -67,3 +67,13 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
         [sys.executable, "-m", "raysys", *args], cwd=cwd, env=full_env,
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def cifar10_shards(root: Path, *, train_per_batch: int, test: int = 64) -> Path:
+    """Random images in the real CIFAR-10 pickle format under ``root``, prepared as shards (5 train batches)."""
+    from pipelines.prepare import prepare
+    from raysys.bench.fixtures import write_cifar10
+
+    write_cifar10(root / "source", train_per_batch=train_per_batch, test=test)
+    prepare("cifar10", str(root / "source"), str(root / "shards"))
+    return root / "shards"

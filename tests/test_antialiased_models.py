@@ -19,7 +19,6 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model_weights
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.errors import ConfigError
 from raysys.models import MODELS, InputSpec, build_model
@@ -249,8 +248,12 @@ def test_config_section_sets_the_pad_type():
     model = build_model(cfg, InputSpec(1, 28, 7))
     assert {(b.pad_type, b.filt_size) for b in blurpools(model)} == {("zero", 3)}
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 7)
-    assert load_config("cifar-resnet/fashion-mnist-resnet20").antialias.pad_type == "reflect"
+    assert load_config("cifar-resnet/fashion-mnist-resnet20", ["model.name=resnet18_lpf3"]).antialias.pad_type == "reflect"
     with pytest.raises(ConfigError, match="replicate"):
+        load_config("cifar-resnet/fashion-mnist-resnet20", ["model.name=resnet18_lpf3", "antialias.pad_type=replicat"])
+    # A run of another family's model has no antialias section, and refuses its keys.
+    assert "antialias" not in load_config("cifar-resnet/fashion-mnist-resnet20")
+    with pytest.raises(ConfigError, match="section 'antialias' belongs to family antialiased"):
         load_config("cifar-resnet/fashion-mnist-resnet20", ["antialias.pad_type=replicat"])
 
 

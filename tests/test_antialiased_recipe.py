@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-import raysys.catalog  # noqa: F401
 from raysys.cli.main import main
 from raysys.config import list_presets, load_config
 from raysys.errors import CheckpointError, ConfigError

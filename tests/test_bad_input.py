@@ -368,6 +368,12 @@ CASES = [
     Case("space-row-bad-value", "tune space row with a value train refuses", ("sweep", "{tmp}/space.yaml"), 2,
          "tune space {tmp}/space.yaml, row 'fashion-mnist-resnet20': bad value for 'train.lr': -1.0 (must be a number > 0)",
          setup=space_file(f"preset: {P}\nseeds: [0]\noverrides: [train.lr=-1]\n"), locations=False),
+    # -- report -------------------------------------------------------------------------------
+    Case("report-unknown-sweep-run", "report --sweep-run naming no sweep of the space",
+         ("report", "cifar-resnet-fashion-mnist", "--out", "{tmp}/report", "--sweep-run", "0123abcd",
+          "tracking.uri=sqlite:///{tmp}/mlflow.db"), 2,
+         "--sweep-run 0123abcd is not a sweep run of space 'cifar-resnet-fashion-mnist' in experiment 'cifar-resnet' "
+         "(no such run); its sweep runs, newest first: none", absent=("{tmp}/report",), locations=False),
     # -- prepare --------------------------------------------------------------------------------
     Case("prepare-rows-per-shard", "prepare --rows-per-shard 0 (refused before reading the source)",
          ("prepare", "fashion-mnist", "--source", "{tmp}/source", "--out", "{tmp}/out", "--rows-per-shard", "0"), 2,

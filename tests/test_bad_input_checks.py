@@ -19,7 +19,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import raysys.catalog  # noqa: F401  (registers every name a config refers to)
 from raysys.config import load_config
 from raysys.errors import CheckpointError, ConfigError, DataError
 from raysys.train import preflight

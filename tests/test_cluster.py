@@ -57,7 +57,6 @@ def test_a_path_on_nfs_counts_as_shared(tmp_path):
 
 def test_a_sweep_with_local_storage_is_refused_on_two_nodes_before_any_run(tmp_path, monkeypatch):
     """The storage rule runs before the sweep's parent run opens (node count faked, no Ray started)."""
-    import raysys.catalog  # noqa: F401
     import raysys.tune.sweep as sweep
     from mlflow.tracking import MlflowClient
 
@@ -129,6 +128,9 @@ class LocalCluster:
         # local-up.sh runs `ray`, `mlflow` and `python` from PATH: this interpreter's (e.g. make's .venv, not activated).
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         self.env.pop("RAY_ADDRESS", None)
+        # Clients of this cluster (ray job submit, the state API, drivers) present its token (local-up.sh makes it).
+        self.env.pop("RAY_AUTH_TOKEN", None)
+        self.env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(state / "auth_token")})
         self.dashboard = f"http://127.0.0.1:{ports['DASHBOARD']}"
         self.tracking_uri = f"http://127.0.0.1:{ports['MLFLOW']}"
         self.storage = state / "storage"
@@ -172,8 +174,19 @@ def local_cluster(tmp_path_factory):
     cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
     cluster.env["RAYSYS_HEAD_CPUS"] = "3"  # holds both workers and a CPU for Ray Data once node2 is gone
     cluster.up()
-    yield cluster
-    cluster.down()
+    # This test process queries the cluster's state API too: with the cluster's token.
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})
+    try:
+        yield cluster
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        cluster.down()
 
 
 def last_json(stdout: str) -> dict:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-import raysys.catalog  # noqa: F401  (registers every name a config may use)
 from raysys.config import flatten, list_presets, load_config
 from raysys.config.loader import parse_override
 from raysys.errors import ConfigError

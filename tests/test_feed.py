@@ -24,6 +24,20 @@ class FakeRuns:
         self.calls.append(("log_metrics", step, tuple(sorted(metrics))))
         self.logged.add(step)
 
+    def log_params(self, uri, run_id, params):
+        self.calls.append(("log_params", dict(params)))
+
+    def set_tags(self, uri, run_id, tags):
+        self.calls.append(("set_tags", dict(tags)))
+
+    artifact_failures = 0
+
+    def log_artifact_files(self, uri, run_id, files, artifact_path):
+        if self.artifact_failures:
+            self.artifact_failures -= 1
+            raise ConnectionError("tracking server unreachable")
+        self.calls.extend(("log_artifact", artifact_path, path.name, path.read_bytes()) for path in files)
+
 
 def test_each_epoch_is_logged_once_and_mlflow_is_asked_once_what_it_has(monkeypatch):
     fake = FakeRuns(logged=[1])  # a resumed run: epoch 1 reached MLflow before the restart
@@ -68,6 +82,38 @@ def test_without_a_run_nothing_touches_mlflow(monkeypatch):
     log.final(1, {"x": 1.0})
     log.close()
     assert fake.calls == []
+
+
+def test_params_tags_and_artifacts_are_logged_in_order_and_retried(monkeypatch):
+    fake = FakeRuns()
+    fake.artifact_failures = 1  # the first artifact upload fails: kept, retried with the next message
+    monkeypatch.setattr(feed, "runs", fake)
+    log = feed.EpochLog("http://mlflow:5000", "run-1")
+    queue = ListQueue()
+    sender = feed.FeedSender(queue)
+    sender.epochs([{"epoch": 1}])
+    sender.send([("params", {"model": "standard"}), ("artifact", "generalization.csv", b"model,data\n"),
+                 ("tags", {"stir_analysis_error": "x"}), ("artifact", "eval/errors.npz", b"\x00\x01")])
+    sender.final(1, {"test_acc": 50.0})
+    with pytest.raises(ValueError, match="not a feed message"):
+        sender.send([("epochs", [])])
+    receiver = feed.EpochFeed.__new__(feed.EpochFeed)  # its queue-reading half only
+    receiver.log, receiver.bar = log, None
+    for message in queue[:3]:
+        receiver.receive(message)
+    assert log.pending == ["artifact generalization.csv"] and log.error is not None  # the upload failed: kept
+    for message in queue[3:]:
+        receiver.receive(message)  # the next message retries it first
+    assert log.pending == [] and log.error is None
+    log.close()
+    assert fake.calls == [
+        ("logged_steps", "run-1"), ("log_metrics", 1, ("epoch",)),
+        ("log_params", {"model": "standard"}),
+        ("log_artifact", None, "generalization.csv", b"model,data\n"),
+        ("set_tags", {"stir_analysis_error": "x"}),
+        ("log_artifact", "eval", "errors.npz", b"\x00\x01"),
+        ("log_metrics", 1, ("test_acc",)),
+    ]
 
 
 class ListQueue(list):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.train import checkpoint as ckpt
 from raysys.driver.training import run_training

@@ -6,7 +6,6 @@ import functools
 import pytest
 
 import pipelines.report.definitions  # noqa: F401  (registers the reports)
-import raysys.catalog  # noqa: F401
 from raysys.config import list_presets, load_config
 from raysys.data.formats.base import DATASETS
 from raysys.models import build_model

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 import yaml
 from omegaconf import OmegaConf
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.errors import ConfigError
 from raysys.models import InputSpec, build_model
@@ -194,7 +193,7 @@ def test_epoch_metrics_report_kernel_sizes_masks_and_frequencies():
     recipe.on_phase_start(model, recipe.phases()[0], 16)
     with torch.no_grad():
         model.cconv1.mask_params[1, 1] = 0.5  # a wider x mask in the stem
-    metrics = recipe.epoch_metrics(model)
+    metrics = recipe.on_train_epoch_end(model, 0)
     assert metrics["mask_sigma_x_l00"] == pytest.approx(0.5) and metrics["mask_sigma_y_l00"] == pytest.approx(0.075)
     assert metrics["kernel_size_w_l00"] > metrics["kernel_size_h_l00"] == metrics["kernel_size_l01"]
     assert metrics["kernel_size_l00"] == metrics["kernel_size_w_l00"] == 17  # 2.146 * 0.5 > 1: the whole grid
@@ -202,4 +201,4 @@ def test_epoch_metrics_report_kernel_sizes_masks_and_frequencies():
     assert metrics["nyquist_l00"] == pytest.approx(1.0)
     assert {k.rsplit("_l", 1)[1] for k in metrics} == {f"{i:02d}" for i in range(5)}
     plain = tiny()[2]
-    assert not any(k.startswith("gabor_freq") for k in plain.epoch_metrics(model))
+    assert not any(k.startswith("gabor_freq") for k in plain.on_train_epoch_end(model, 0))

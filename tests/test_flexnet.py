@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-import raysys.catalog  # noqa: F401
 from raysys.cli.main import main as cli_main
 from raysys.config import load_config
 from raysys.models import InputSpec, build_model

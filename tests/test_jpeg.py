@@ -107,7 +107,6 @@ def test_random_resized_crop_equals_torchvision_resized_crop():
 @pytest.mark.slow
 def test_raysys_train_on_jpeg_shards(tmp_path, ray_cluster):
     """prepare imagenet -> JPEG shards -> raysys train (RandomResizedCrop + flip; centre-cropped evaluation)."""
-    import raysys.catalog  # noqa: F401
     from raysys.config import load_config
     from raysys.driver.training import run_training
     from tests.test_train_e2e import mlflow_client

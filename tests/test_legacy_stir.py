@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.errors import ConfigError
 from raysys.legacy import translate

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import raysys.catalog  # noqa: F401
-from raysys.bench.fixtures import write_cifar10
 from raysys.config import load_config
 from raysys.train import checkpoint as ckpt
 from raysys.driver.training import run_training
+from tests.conftest import cifar10_shards
 
 TINY = ["model.name=MIMONet-10", "mimo.width=1", "mimo.initial_width=1", "superposition.capacity=2"]
 
@@ -18,12 +17,7 @@ TINY = ["model.name=MIMONet-10", "mimo.width=1", "mimo.initial_width=1", "superp
 @pytest.fixture(scope="module")
 def cifar_shards(tmp_path_factory) -> Path:
     """320 train / 64 test random images in the real CIFAR-10 pickle format, as shards."""
-    from pipelines.prepare import prepare
-
-    root = tmp_path_factory.mktemp("cifar")
-    write_cifar10(root / "source", train_per_batch=64, test=64)
-    prepare("cifar10", str(root / "source"), str(root / "shards"))
-    return root / "shards"
+    return cifar10_shards(tmp_path_factory.mktemp("cifar"), train_per_batch=64)
 
 
 def history(client, run_id: str, key: str):

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-import raysys.catalog  # noqa: F401
 from raysys.config.schema import root_schema
 from raysys.errors import ConfigError
 from raysys.models.mimo import DEPTHS, FAMILIES, SuperWideNet

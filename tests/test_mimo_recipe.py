@@ -8,7 +8,6 @@ import shlex
 import pytest
 import torch
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.data.holdout import holdout_indices
 from raysys.errors import ConfigError
@@ -68,21 +67,21 @@ def test_recipe_skips_a_step_of_a_real_model_with_a_planted_batch():
     model.train()
 
     def grad_norm(images, labels, scale=1.0):
-        inputs, targets = recipe.transform_batch(images, labels, generator)
+        inputs, targets = recipe.on_train_batch_start(images, labels, generator)
         loss, extras = recipe.loss(model, model(inputs), targets)
         model.zero_grad()
         (loss * scale).backward()
         assert set(extras) == {"binding_reg", "isometry_reg"}
         return torch.nn.utils.clip_grad_norm_(model.parameters(), 1e3)
 
-    recipe.on_epoch_start(model, 0)
+    recipe.on_train_epoch_start(model, 0)
     images, labels = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     for _ in range(2):
-        assert recipe.should_step(grad_norm(images, labels))
-    recipe.on_epoch_start(model, 1)
-    assert recipe.should_step(grad_norm(images, labels))
-    assert not recipe.should_step(grad_norm(images, labels, scale=1e3))  # the planted batch: 1000x the gradient
-    assert recipe.epoch_metrics(model)["grad_skipped_fraction"] == pytest.approx(0.5)
+        assert recipe.on_before_optimizer_step(grad_norm(images, labels))
+    recipe.on_train_epoch_start(model, 1)
+    assert recipe.on_before_optimizer_step(grad_norm(images, labels))
+    assert not recipe.on_before_optimizer_step(grad_norm(images, labels, scale=1e3))  # the planted batch: 1000x the gradient
+    assert recipe.on_train_epoch_end(model, 1)["grad_skipped_fraction"] == pytest.approx(0.5)
 
 
 # -- mixup, superposition sampling, parameter groups ----------------------------------------------

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.models import MODELS, InputSpec, build_model
 from raysys.models.summary import count_parameters, format_table, summarize

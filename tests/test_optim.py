@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.train.optim import build_optimizer, build_scheduler
 

@@ -14,7 +14,6 @@ from typing import Dict, Sequence
 import pytest
 
 import pipelines.report.definitions  # noqa: F401
-import raysys.catalog  # noqa: F401
 from pipelines.report.engine import build_report, summary
 from raysys.cli.main import main as cli
 from raysys.track import identity

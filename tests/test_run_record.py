@@ -179,3 +179,21 @@ def test_repair_closes_dead_runs_restores_params_and_leaves_live_ones(store, tmp
     assert run.info.status == "FAILED" and run.data.params["model.name"] == "cifar_resnet20"
     assert client.get_run(live.run_id).info.status == "RUNNING"
     live.close("FINISHED")
+
+
+def test_a_live_sweep_parent_has_a_heartbeat_refuses_a_second_driver_and_survives_repair(store):
+    from raysys.tune.sweep import _refuse_live_parent
+
+    uri, exp_id = store
+    key = identity.sweep_key("space", ["seeds=[0]"])
+    parent_id, _ = runs.open_run(uri, exp_id, key, {}, name_tag=identity.SWEEP_KEY_TAG, run_name="space")
+    parent = rec.RunRecord.attach(uri, parent_id, "sweep 'space'", resumed=False)
+    tags = MlflowClient(uri).get_run(parent_id).data.tags
+    assert rec.HEARTBEAT_TAG in tags and tags[rec.DRIVER_TAG].endswith(f":{__import__('os').getpid()}")
+    with pytest.raises(TrainingError, match="RUNNING in another live process"):
+        _refuse_live_parent(uri, exp_id, key, "space")
+    report = repair(uri)
+    assert [r.action for r in report.repairs if r.run_id == parent_id] == ["left running (alive)"]
+    parent.close("KILLED", "interrupted by the user (Ctrl-C)")
+    _refuse_live_parent(uri, exp_id, key, "space")  # a closed parent is re-opened by the next sweep
+    assert MlflowClient(uri).get_run(parent_id).info.status == "KILLED"

@@ -322,13 +322,13 @@ def test_scenario_rows_come_from_the_manifest(emoji_dir):
 
 
 def test_config_key_selects_the_scenario():
-    import raysys.catalog  # noqa: F401
     from raysys.config import load_config
 
-    from raysys.config import list_presets
-
-    cfg = load_config(list_presets()[0].name, ["stir.evaluation=2"])
-    assert cfg.stir.evaluation == 2
+    cfg = load_config("stir/emoji", ["stir.evaluation=3"])
+    assert cfg.stir.evaluation == 3
+    # Another family's run has no stir section, and refuses the key.
+    with pytest.raises(ConfigError, match="section 'stir' belongs to family stir"):
+        load_config("cifar-resnet/fashion-mnist-resnet20", ["stir.evaluation=2"])
 
 
 def test_stream_filters_a_scenario_and_returns_scales(emoji_dir, ray_cluster):

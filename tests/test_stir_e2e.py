@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
 from raysys.data.stir_scenarios import SCENARIOS
 from raysys.errors import ConfigError
@@ -30,9 +29,45 @@ def emoji_shards(tmp_path_factory) -> Path:
     return out
 
 
-def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, workdir):
+def without_mlflow(records: Path):
+    """A Ray Train worker entry that refuses any import of mlflow and writes what was attempted to ``records``."""
+
+    def entry(loop_config):  # nested: cloudpickle sends it by value to the worker
+        import importlib.abc
+        import os
+        import sys
+
+        attempts = []
+
+        class RefuseMlflow(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "mlflow" or name.startswith("mlflow."):
+                    attempts.append(name)
+                    raise ImportError(f"a training worker imported {name}")
+                return None
+
+        for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, RefuseMlflow())
+        try:
+            from raysys.train.loop import train_loop_per_worker
+
+            train_loop_per_worker(loop_config)
+        finally:
+            loaded = sorted(m for m in sys.modules if m == "mlflow" or m.startswith("mlflow."))
+            (records / f"worker-{os.getpid()}.txt").write_text(repr((attempts, loaded)))
+
+    return entry
+
+
+def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, workdir, monkeypatch):
     from mlflow.tracking import MlflowClient
 
+    from raysys.driver import training
+
+    records = workdir / "imports"
+    records.mkdir()
+    monkeypatch.setattr(training, "_worker_entry", without_mlflow(records))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     cfg = load_config("stir/emoji", [
         f"data.path={emoji_shards}", "data.limit=160", "data.test_limit=144", "train.epochs=2", "seed=1",
@@ -42,6 +77,9 @@ def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, wor
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
+    # No worker imported mlflow: params, metrics and artifacts below came through the driver feed.
+    seen = [path.read_text() for path in records.iterdir()]
+    assert seen and all(text == "([], [])" for text in seen), seen
     assert {k: run.data.params[k] for k in ORIGINAL_PARAMS} == ORIGINAL_PARAMS
     steps = lambda key: [m.step for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]  # noqa: E731
     for key in ("train_loss", "train_acc", "train_time", "val_loss", "val_acc"):

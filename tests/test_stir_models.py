@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-import raysys.catalog  # noqa: F401
 from raysys.errors import ConfigError
 from raysys.models import MODELS, InputSpec, build_model
 from raysys.models.stir import MODEL_NAMES, scale_counts

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 import pipelines.report.definitions  # noqa: F401
-import raysys.catalog  # noqa: F401
 from pipelines.report.engine import build_report
 from pipelines.report.stir_runs import search_records, select_lr
 from raysys.cli.main import main as cli

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import raysys.catalog  # noqa: F401
 from raysys.errors import ConfigError
 from raysys.tune.space import load_space
 from raysys.tune.sweep import run_sweep

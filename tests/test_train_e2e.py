@@ -1,6 +1,7 @@
 """End to end on real components: Fashion-MNIST shards -> Ray Data -> Ray Train DDP -> MLflow."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import raysys.catalog  # noqa: F401
 from raysys.config import load_config
+from raysys.config.schema import key_family
 from raysys.errors import DataError, TrainingError
 from raysys.train import checkpoint as ckpt
 from raysys.driver.training import run_training
@@ -54,6 +55,8 @@ def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_clus
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["model.name"] == "cifar_resnet20"
     assert run.data.params["scaling.num_workers"] == "2"
+    # Only what the run uses: no FlexConv, MIMO, antialiased or STIR key (raysys/config/schema.py).
+    assert [k for k in run.data.params if key_family(k)] == [] and len(run.data.params) < 134
     tags = run.data.tags
     assert tags["raysys.preset"] == DEMO and tags["raysys.seed"] == "1"
     assert tags["raysys.world_size"] == "2" and tags["raysys.device"] == "cpu"
@@ -72,6 +75,7 @@ def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_clus
     assert state["epoch"] == 2
     assert set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
     assert state["config"]["run_name"] == cfg.run_name
+    assert [k for k in state["config"] if key_family(k)] == []
 
     # Running the finished run again trains nothing and keeps one run with no duplicate steps.
     again = run_training(cfg, progress=False)
@@ -90,6 +94,7 @@ def test_same_seed_on_one_worker_gives_identical_metrics(fashion_shards, ray_clu
     assert results[0] == results[1]
 
 
+@pytest.mark.slow  # the CLI test below and bad-input's nan-loss case cover it in the default suite
 def test_nan_loss_stops_the_run_and_marks_it_failed(fashion_shards, ray_cluster, workdir):
     cfg = small_config(fashion_shards, workdir, "scaling.num_workers=1", "train.lr=1e30", "train.scheduler=constant",
                        "failure.max_failures=0", "run_name=nan-run")
@@ -144,3 +149,63 @@ def test_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(fashion_s
     assert state["epoch"] == 3
     assert len(state["history"]) == 3
     assert isinstance(state["model"]["conv1.weight"], torch.Tensor)
+
+
+def _cli_train(tmp_path: Path, shards: Path, *extra: str):
+    from tests.conftest import run_cli
+
+    return run_cli("train", DEMO, f"data.path={shards}", "data.limit=256", "data.test_limit=128", "train.epochs=1",
+                   "train.batch_size=64", "scaling.num_workers=1", "run_name=cli", "--no-progress",
+                   f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"checkpoint.storage_path={tmp_path / 'runs'}",
+                   *extra, cwd=tmp_path)
+
+
+def _cli_runs(tmp_path: Path):
+    client = mlflow_client(tmp_path)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], "attributes.run_name = 'cli'",
+                              order_by=["attributes.start_time ASC"])
+
+
+def test_cli_a_finished_run_is_answered_without_starting_ray(fashion_shards, tmp_path):
+    from raysys.driver import record as rec
+    from raysys.track import runs as track_runs
+
+    # A FINISHED run of exactly this config, as a finished `raysys train` leaves it.
+    cfg = load_config(DEMO, [f"data.path={fashion_shards}", "data.limit=256", "data.test_limit=128", "train.epochs=1",
+                             "train.batch_size=64", "scaling.num_workers=1", "run_name=cli",
+                             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"checkpoint.storage_path={tmp_path / 'runs'}"])
+    exp_id = track_runs.experiment_id(cfg.tracking.uri, "cifar-resnet")
+    record = rec.RunRecord.open(cfg, exp_id, rec.lookup(cfg.tracking.uri, exp_id, cfg), kind="train", tags={}, label="run")
+    record.close("FINISHED")
+    [run] = _cli_runs(tmp_path)
+
+    again = _cli_train(tmp_path, fashion_shards)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "already finished"
+    assert again.stderr.rstrip().splitlines()[-1].startswith("run cli already finished")
+    assert not list((tmp_path / "runs").glob("cli-*"))  # no Ray Train run started
+    [same] = _cli_runs(tmp_path)
+    assert (same.info.run_id, same.info.end_time, same.info.status) == (run.info.run_id, run.info.end_time, "FINISHED")
+
+
+def test_cli_worker_failure_is_the_last_line_after_rays_forwarded_output(fashion_shards, tmp_path):
+    failed = _cli_train(tmp_path, fashion_shards, "train.lr=1e30", "train.scheduler=constant", "failure.max_failures=0")
+    assert failed.returncode == 1
+    assert "(RayTrainWorker" in failed.stderr  # Ray did forward worker output ...
+    last = failed.stderr.rstrip().splitlines()[-1]  # ... and none of it follows the error
+    assert last.startswith("error: training run 'cli' failed: non-finite loss"), failed.stderr[-3000:]
+    [run] = _cli_runs(tmp_path)
+    assert run.info.status == "FAILED" and "non-finite loss" in run.data.tags["raysys.failure_reason"]
+
+
+@pytest.mark.slow
+def test_cli_rerun_trains_a_new_run_and_marks_the_old_one_superseded(fashion_shards, tmp_path):
+    assert _cli_train(tmp_path, fashion_shards).returncode == 0
+    rerun = _cli_train(tmp_path, fashion_shards, "--rerun")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    old, new = _cli_runs(tmp_path)
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["run_id"] == new.info.run_id
+    assert new.info.status == old.info.status == "FINISHED"
+    assert old.data.tags["raysys.superseded_by"] == new.info.run_id
+    # Ray Train storage of its own: the old run's checkpoints are untouched.
+    assert old.data.tags["raysys.train_name"] != new.data.tags["raysys.train_name"]

@@ -7,9 +7,10 @@ import sys
 from raysys.train import session
 
 
-def test_importing_the_catalog_does_not_import_torchvision():
-    # torchvision loads torch._dynamo (seconds); every Ray Train worker imports raysys.catalog.
-    code = "import sys, raysys.catalog; print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))"
+def test_discovering_the_families_does_not_import_torchvision():
+    # torchvision loads torch._dynamo (seconds); every Ray Train worker discovers every family.
+    code = ("import sys, raysys.families as f; f.discover(); "
+            "print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -63,7 +63,7 @@ class ReportDefinition:
         return SPACES_DIR / self.space
 
 
-REPORTS: Registry[ReportDefinition] = Registry("report")
+REPORTS: Registry[ReportDefinition] = Registry("report", discover=False)
 
 
 def register_report(definition: ReportDefinition) -> ReportDefinition:

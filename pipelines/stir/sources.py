@@ -23,7 +23,7 @@ class StirSource:
     description: str
 
 
-STIR_SOURCES: "Registry[StirSource]" = Registry("STIR source")
+STIR_SOURCES: "Registry[StirSource]" = Registry("STIR source", discover=False)
 
 
 def register_source(name: str, *, needs_source: bool, instances: int, description: str):

@@ -43,7 +43,6 @@ class TrainSteps:
     quick=dict(batch=8, steps=2, repeats=1),
 )
 def bench_channels_last(ctx: BenchContext) -> None:
-    import raysys.catalog  # noqa: F401  (registers the models)
     from raysys.config import load_config
     from raysys.models import InputSpec, build_model
 

@@ -85,7 +85,6 @@ def selected(key: str, text: str, choices: dict) -> dict:
     quick=dict(batch=2, size=16, repeats=1),
 )
 def bench_flexconv(ctx: BenchContext) -> None:
-    import raysys.catalog  # noqa: F401  (registers the model and the recipe)
     from raysys.config import load_config
     from raysys.models import InputSpec, build_model
 

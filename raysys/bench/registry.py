@@ -39,7 +39,7 @@ class Benchmark:
         return {**self.full, **(self.quick if quick else {})}
 
 
-BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", discover=False)
 
 
 def register_benchmark(name: str, *, help: str, full: Mapping[str, Any], quick: Mapping[str, Any] = ()):

@@ -67,7 +67,6 @@ def _train_case(model, optimizer, images, labels, batches: int, batch_size: int,
     quick=dict(models="standard,pixel_pool,hermite", batches=1, batch_size=2, repeats=1, warmup=0),
 )
 def bench_stir(ctx: BenchContext) -> None:
-    import raysys.catalog  # noqa: F401
     from raysys.models import InputSpec, build_model
     from raysys.models.stir import MODEL_NAMES
 

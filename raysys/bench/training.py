@@ -11,7 +11,6 @@ PRESET = "cifar-resnet/cifar10-resnet20"
 def bench_config(shards: Path, workdir: Path, *, epochs: int, batch: int, workers: int, threads: int,
                  extra: Sequence[str] = ()):
     """The CIFAR-10 ResNet-20 preset on ``shards``, tracked in ``workdir``'s own MLflow and runs."""
-    import raysys.catalog  # noqa: F401  (registers every name the config refers to)
     from raysys.config import load_config
 
     return load_config(PRESET, [

@@ -12,7 +12,6 @@ from raysys.cli.registry import command
 def _load(args: argparse.Namespace):
     # The catalog registers every name a config may refer to, so a bad value
     # is refused here, before Ray starts.
-    import raysys.catalog  # noqa: F401
     from raysys.config import load_config
 
     return load_config(args.preset, args.overrides)
@@ -133,7 +132,6 @@ def legacy_command(parser: argparse.ArgumentParser):
     parser.add_argument("original", nargs=argparse.REMAINDER, help="-- python <script> <args...>")
 
     def run(args: argparse.Namespace) -> int:
-        import raysys.catalog  # noqa: F401  (registers the translators)
         from raysys.cli.main import main
         from raysys.legacy import translate
 

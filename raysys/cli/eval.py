@@ -14,7 +14,6 @@ from raysys.cli.registry import command
 
 
 def _load(args: argparse.Namespace):
-    import raysys.catalog  # noqa: F401
     from raysys.config import load_config
 
     return load_config(args.preset, args.overrides)
@@ -45,7 +44,6 @@ def eval_command(parser: argparse.ArgumentParser):
 
     def run(args: argparse.Namespace) -> int:
         if args.list:
-            import raysys.catalog  # noqa: F401
             from raysys.eval.evaluators import EVALUATORS
 
             for name, cls in EVALUATORS.items():
@@ -56,7 +54,6 @@ def eval_command(parser: argparse.ArgumentParser):
         names = [n.strip() for n in args.metrics.split(",") if n.strip()] or None
         if not _is_preset(args.preset):
             # A trained model: MLflow run id, run name or checkpoint path (raysys/eval/trained.py).
-            import raysys.catalog  # noqa: F401
             from raysys.eval.trained import evaluate_trained
 
             print(json.dumps(evaluate_trained(args.preset, args.overrides, names)))

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from typing import List, Optional
 
 from raysys.cli.registry import COMMANDS
-from raysys.errors import RaysysError
+from raysys.errors import RaysysError, Terminated
 
 
 def _import_command_modules() -> None:
@@ -48,10 +49,48 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif extras:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        _stop_ray_output()  # the command's last line is out
+        return code
     except RaysysError as exc:
+        _stop_ray_output()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        _stop_ray_output()
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        _stop_ray_output()
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return int(exc.code)
+
+
+def _stop_ray_output() -> None:
+    """Nothing may print after the final ``error:`` line: Ray forwards worker output until told not to."""
+    if "ray" in sys.modules:
+        from raysys.train.session import mute_ray_console
+
+        mute_ray_console()
+    if "tqdm" in sys.modules:  # Ray Data's bars, drawn on the driver, would print again when closed at exit
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def run_and_exit(argv: Optional[List[str]] = None) -> None:
+    """The command line's entry: :func:`main`, then exit with nothing printed after its last line.
+
+    Ray's shutdown at exit (and C++ parts of it, straight to the file descriptors)
+    may still print; the last line the user sees is raysys's JSON line or ``error:``.
+    """
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.exit(code)

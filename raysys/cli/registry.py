@@ -7,7 +7,7 @@ from typing import Callable
 from raysys.registry import Registry
 
 Handler = Callable[[argparse.Namespace], int]
-COMMANDS: Registry = Registry("command")
+COMMANDS: Registry = Registry("command", discover=False)  # no family adds commands
 
 
 def command(name: str, help: str):

@@ -21,7 +21,6 @@ def report_command(parser: argparse.ArgumentParser):
 
     def run(args: argparse.Namespace) -> int:
         import pipelines.report.definitions  # noqa: F401
-        import raysys.catalog  # noqa: F401
         from pipelines.report.engine import REPORTS, build_report, summary
 
         if args.list or not args.name:

@@ -116,7 +116,6 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    import raysys.catalog  # noqa: F401
     from raysys.eval.stir_analysis import analyse_trained
 
     print(json.dumps(analyse_trained(args.run, args.overrides)))

@@ -14,7 +14,6 @@ def sweep_command(parser: argparse.ArgumentParser):
     parser.add_argument("--dry-run", action="store_true", help="list the trials and whether each already finished; train nothing")
 
     def run(args: argparse.Namespace) -> int:
-        import raysys.catalog  # noqa: F401
         from raysys.tune.space import load_space
 
         space = load_space(args.space, args.overrides)

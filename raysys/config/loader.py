@@ -1,17 +1,24 @@
-"""Presets (YAML shipped in the package) + dotted overrides -> a validated Config."""
+"""Presets (YAML shipped in the package) + dotted overrides -> a validated Config.
+
+A preset and its overrides are read against every family's sections; the Config that comes
+out holds only the sections (and fields) of the families the run uses
+(:func:`raysys.config.schema.used_families`), so its ``--print-config``, MLflow params and
+``config.yaml`` show nothing it does not use. An override of an unused family's key is
+refused. Run names are computed before that pruning, so they are what they always were.
+"""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from raysys.config.schema import OPERATIONAL_KEYS, root_schema
+from raysys.config.schema import OPERATIONAL_KEYS, key_family, prune, root_schema, used_families
 from raysys.errors import ConfigError, did_you_mean, one_of
 from raysys.registry import choice_keys
 
@@ -150,16 +157,51 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     return cfg
 
 
-def _validate_choices(cfg: DictConfig) -> None:
+def _validate_choices(cfg: DictConfig, shared: Optional[bool] = None) -> None:
+    """Refuse a value no registry holds; ``shared``: only the shared keys (True) or only the families' (False)."""
     for key, registry in choice_keys().items():
+        if shared is not None and (key_family(key) is None) != shared:
+            continue
         value = OmegaConf.select(cfg, key)
-        if value is not None and value not in registry:
-            raise ConfigError(f"bad value for {key!r}: {one_of(value, registry.all_names())}")
+        for item in value if isinstance(value, ListConfig) else [value]:
+            if item is not None and item not in registry:
+                raise ConfigError(f"bad value for {key!r}: {one_of(item, registry.all_names())}")
+
+
+def _unused_family_error(key: str, family: str, tree: Dict[str, Any], origin: str) -> ConfigError:
+    section = key.split(".", 1)[0]
+    where = f"section {section!r}" if key_family(section) == family else f"key {key!r}"
+    model = (tree.get("model") or {}).get("name")
+    recipe = (tree.get("train") or {}).get("recipe")
+    return ConfigError(f"config key {key!r} in {origin}: {where} belongs to family {family}, "
+                       f"which this run's model {model!r} and recipe {recipe!r} do not use")
+
+
+def check_used(cfg: DictConfig, set_keys: Sequence[Tuple[str, str]]) -> List[str]:
+    """The families ``cfg`` uses; ConfigError if a key in ``set_keys`` ((dotted key, origin) pairs
+    the user set, e.g. overrides) belongs to another family."""
+    tree = OmegaConf.to_container(cfg)
+    used = used_families(tree)
+    for key, origin in set_keys:
+        family = key_family(key)
+        if family is not None and family not in used:
+            raise _unused_family_error(key, family, tree, origin)
+    return used
+
+
+def only_used(cfg: DictConfig, used: Sequence[str]) -> DictConfig:
+    """``cfg`` (a Config of every family) with only the sections and fields of the families ``used``."""
+    return _merge(OmegaConf.structured(root_schema(used)), prune(OmegaConf.to_container(cfg), used), "config")
 
 
 def load_config(preset: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The resolved, validated Config of ``preset`` with ``overrides`` applied."""
-    cfg = OmegaConf.structured(root_schema())
+    """The resolved, validated Config of ``preset`` with ``overrides`` applied.
+
+    It holds the sections of the families the run uses only; an override of a key of
+    another family's section is refused (a preset's are dropped: an override may have
+    switched to another family's model).
+    """
+    cfg = OmegaConf.structured(root_schema())  # every family's: the preset or an override may pick any
     known = schema_keys()
     for layer in _preset_layers(preset):
         for key in _flat_keys(layer):
@@ -169,9 +211,12 @@ def load_config(preset: str, overrides: Sequence[str] = ()) -> DictConfig:
     cfg.paper = preset.split("/", 1)[0]
     base = OmegaConf.to_container(cfg)
     cfg = _apply_overrides(cfg, overrides)
-    _validate_choices(cfg)
-    if not cfg.run_name:
+    _validate_choices(cfg, shared=True)  # the model, recipe, ... that decide which families the run uses
+    used = check_used(cfg, [(parse_override(item)[0], f"override {item!r}") for item in overrides])
+    _validate_choices(cfg, shared=False)
+    if not cfg.run_name:  # of the whole Config: the names runs had before configs were pruned
         cfg.run_name = default_run_name(preset, base, OmegaConf.to_container(cfg))
+    cfg = only_used(cfg, used)
     OmegaConf.set_readonly(cfg, False)
     return cfg
 
@@ -229,6 +274,14 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def from_container(data: Dict[str, Any]) -> DictConfig:
-    """Rebuild a validated Config from a plain dict (e.g. out of a checkpoint)."""
-    cfg = OmegaConf.structured(root_schema())
-    return _merge(cfg, data, "saved config")
+    """Rebuild a validated Config from a plain dict (e.g. out of a checkpoint or a ``config.yaml``).
+
+    Like :func:`load_config`'s, it holds only the sections of the families the config uses;
+    a config saved before configs were pruned (every family's sections) loads, its unused
+    sections dropped.
+    """
+    if OmegaConf.is_config(data):
+        data = OmegaConf.to_container(data)
+    used = used_families(data)
+    cfg = OmegaConf.structured(root_schema(used))
+    return _merge(cfg, prune(data, used), "saved config")

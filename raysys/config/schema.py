@@ -2,26 +2,68 @@
 
 The core sections below cover every run. Model families add their own
 sections (``net``, ``kernel``, ``superposition``, ...) with
-:func:`config_section`; :func:`root_schema` assembles them all into one
-structured config, so an override of an unknown key or of the wrong type is
-refused by OmegaConf itself.
+:func:`config_section`, and fields of a shared section with :func:`config_fields`;
+:func:`root_schema` assembles them into one structured config, so an override of an
+unknown key or of the wrong type is refused by OmegaConf itself.
+
+A section (or field) registered by a family's module belongs to that family
+(:mod:`raysys.families`). A run's config holds only the sections its families use:
+:func:`used_families` reads which from the names the config selects (``model.name``,
+``train.recipe``, ``evaluate.metrics``, ...), ``root_schema(used)`` is the schema of
+such a run, and :func:`prune` drops the rest from a saved config.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from raysys import families
+from raysys.registry import choice_keys
 
 _SECTIONS: Dict[str, type] = {}
+# shared section -> dataclasses whose fields a family adds to it
+_FIELDS: Dict[str, List[type]] = {}
+_COMPOSED: Dict[Tuple[type, ...], type] = {}
+_version = 0  # bumped on every registration: caches of the schema key on it
 
 
 def config_section(name: str):
     """Register a dataclass as the top-level config section ``name``."""
 
     def register(cls: type) -> type:
+        global _version
         if name in _SECTIONS and _SECTIONS[name] is not cls:
             raise ValueError(f"config section {name!r} is registered twice")
         _SECTIONS[name] = cls
+        _version += 1
+        return cls
+
+    return register
+
+
+def config_fields(section: str):
+    """Register a dataclass whose fields a family adds to the shared section ``section``.
+
+    The fields keep their dotted names (``train.mask_params_lr_factor``) but, like a
+    family's sections, are present only in the configs of runs that use the family.
+    """
+
+    def register(cls: type) -> type:
+        global _version
+        added = _FIELDS.setdefault(section, [])
+        if cls in added:
+            return cls
+        names = {f.name for f in dataclasses.fields(cls)}
+        taken = set()
+        if section in _SECTIONS:
+            taken |= {f.name for f in dataclasses.fields(_SECTIONS[section])}
+        for other in added:
+            taken |= {f.name for f in dataclasses.fields(other)}
+        if names & taken:
+            raise ValueError(f"config fields {sorted(names & taken)} of section {section!r} are registered twice")
+        added.append(cls)
+        _version += 1
         return cls
 
     return register
@@ -99,9 +141,6 @@ class TrainConfig:
     # Add the batches' gradients instead of averaging them: the original -ba
     # (its effective lr is lr * accumulate_steps); off = the same step as one big batch.
     accumulate_sum: bool = False
-    # FlexConv recipe: lr multipliers of the mask parameters and of a learnable SIREN omega_0.
-    mask_params_lr_factor: float = 1.0
-    omega_0_lr_factor: float = 1.0
     # Early stopping: stop after this many epochs without a better
     # early_stopping_metric (higher is better; 0 = off), then reload the best
     # epoch's weights before the recipe's final evaluation (STIR: patience 10 on val_acc).
@@ -165,8 +204,31 @@ class TrackingConfig:
     log_checkpoint: bool = True
 
 
-def root_schema() -> type:
-    """The root dataclass: every registered section plus the run's identity."""
+def _family(cls: type) -> Optional[str]:
+    return families.family_of(cls.__module__)
+
+
+def _section_class(name: str, used: Optional[set]) -> type:
+    """Section ``name``'s dataclass with the fields families add to it (only ``used`` families' if given)."""
+    base = _SECTIONS[name]
+    extra = [cls for cls in _FIELDS.get(name, ()) if used is None or _family(cls) in used]
+    if not extra:
+        return base
+    key = (base, *extra)
+    if key not in _COMPOSED:
+        # Fields in MRO order reversed: the section's own first, then each family's.
+        _COMPOSED[key] = dataclasses.make_dataclass(base.__name__, [], bases=(*reversed(extra), base))
+    return _COMPOSED[key]
+
+
+def root_schema(used: Optional[Iterable[str]] = None) -> type:
+    """The root dataclass: the run's identity plus every registered section.
+
+    With ``used`` (family names), only the shared sections and those of the families in
+    ``used``, and of a shared section only the fields of those families: a run's schema.
+    """
+    families.discover()
+    keep = None if used is None else set(used)
     fields = [
         ("preset", str, field(default="")),
         ("paper", str, field(default="")),
@@ -176,11 +238,17 @@ def root_schema() -> type:
         ("deterministic", bool, field(default=True)),
     ]
     for name, cls in _SECTIONS.items():
-        fields.append((name, cls, field(default_factory=cls)))
+        family = _family(cls)
+        if keep is not None and family is not None and family not in keep:
+            continue
+        section = _section_class(name, keep)
+        fields.append((name, section, field(default_factory=section)))
     return dataclasses.make_dataclass("Config", fields)
 
 
 def section_names() -> List[str]:
+    """Every registered section, each family's included."""
+    families.discover()
     return list(_SECTIONS)
 
 
@@ -193,4 +261,74 @@ OPERATIONAL_KEYS = (
 
 
 def registered_section(name: str) -> Optional[type]:
+    families.discover()
     return _SECTIONS.get(name)
+
+
+def schema_version() -> int:
+    """Changes whenever a section or field is registered (for caches of the schema)."""
+    families.discover()
+    return _version
+
+
+# -- families: which sections a run uses ---------------------------------------------------
+def key_family(dotted: str) -> Optional[str]:
+    """The family a dotted config key (or section name) belongs to; None for a shared key."""
+    families.discover()
+    head, _, rest = dotted.partition(".")
+    cls = _SECTIONS.get(head)
+    if cls is None:
+        return None
+    family = _family(cls)
+    if family is not None or not rest:
+        return family
+    leaf = rest.split(".", 1)[0]
+    for extra in _FIELDS.get(head, ()):
+        if leaf in {f.name for f in dataclasses.fields(extra)}:
+            return _family(extra)
+    return None
+
+
+def _select(tree: Any, dotted: str) -> Any:
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def used_families(tree: Mapping[str, Any]) -> List[str]:
+    """The families a config (a plain nested dict) uses, sorted.
+
+    A run uses a family when a shared key names an entry that family registered: its
+    model (``model.name``), recipe (``train.recipe``), evaluators (``evaluate.metrics``,
+    ``evaluate.after_training``), dataset (``data.name``), ... -- every key tied to a
+    registry (:func:`raysys.registry.choice_keys`). Keys of a family's own sections select
+    nothing: their defaults name that family's entries.
+    """
+    used = set()
+    for key, registry in choice_keys().items():
+        if key_family(key) is not None:
+            continue
+        value = _select(tree, key)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item in registry:
+                family = registry.family(item)
+                if family:
+                    used.add(family)
+    return sorted(used)
+
+
+def prune(tree: Mapping[str, Any], used: Iterable[str]) -> Dict[str, Any]:
+    """``tree`` (a plain nested dict) without the sections and fields of families not in ``used``."""
+    keep = set(used)
+    out: Dict[str, Any] = {}
+    for key, value in tree.items():
+        family = key_family(key)
+        if family is not None and family not in keep:
+            continue
+        if family is None and key in _SECTIONS and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if key_family(f"{key}.{k}") in (None, *keep)}
+        out[key] = value
+    return out

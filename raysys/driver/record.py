@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 from raysys.config.loader import flatten, to_yaml
 from raysys.driver.failure import root_cause
-from raysys.errors import RaysysError, TrainingError
+from raysys.errors import RaysysError, Terminated, TrainingError
 from raysys.track import identity, runs
 from raysys.track.uri import redact
 
@@ -45,10 +45,6 @@ STALE_AFTER_S = 180.0  # a heartbeat this old means no live process holds the ru
 MAX_ATTEMPTS_KEPT = 20
 CONFIG_ARTIFACT = "config.yaml"
 CHECKPOINT_DIR_TAG = "raysys.checkpoint_dir"  # Ray Train's folder of this run's checkpoints (for `runs repair`)
-
-
-class Terminated(SystemExit):
-    """SIGTERM, raised in the main thread so that the run is closed on the way out."""
 
 
 def now_iso() -> str:
@@ -177,6 +173,13 @@ class RunRecord:
         record._start_heartbeat(extra)
         return record
 
+    @classmethod
+    def attach(cls, uri: str, run_id: str, label: str, *, resumed: bool) -> "RunRecord":
+        """Hold a run opened elsewhere (a sweep's parent): heartbeat and driver tag while this process lives."""
+        record = cls(uri, run_id, label, resumed=resumed, train_name="")
+        record._start_heartbeat({})
+        return record
+
     def _reopen(self, previous) -> None:
         """Move the last attempt's end into ``raysys.attempts`` and mark the run RUNNING again."""
         attempts = _attempts(previous)
@@ -239,16 +242,17 @@ class RunRecord:
         with terminate_on_sigterm():
             try:
                 yield self
-            except KeyboardInterrupt:
-                self.close("KILLED", "interrupted by the user (Ctrl-C)")
-                raise
-            except Terminated:
-                self.close("KILLED", "terminated (SIGTERM)")
-                raise
-            except RaysysError as exc:
-                self.close("FAILED", str(exc))
-                raise
             except BaseException as exc:
+                terminated = sigterm_received(exc)
+                if terminated is not None:
+                    self.close("KILLED", "terminated (SIGTERM)")
+                    raise terminated from None
+                if isinstance(exc, KeyboardInterrupt):
+                    self.close("KILLED", "interrupted by the user (Ctrl-C)")
+                    raise
+                if isinstance(exc, RaysysError):
+                    self.close("FAILED", str(exc))
+                    raise
                 reason = root_cause(exc)
                 self.close("FAILED", reason)
                 if isinstance(exc, Exception):
@@ -256,6 +260,9 @@ class RunRecord:
                 raise
             finally:
                 self._stop_heartbeat()
+
+
+_sigterm = threading.Event()  # set by terminate_on_sigterm's handler
 
 
 @contextmanager
@@ -266,13 +273,28 @@ def terminate_on_sigterm() -> Iterator[None]:
         return
 
     def handler(signum, frame):
+        _sigterm.set()
         raise Terminated(128 + signum)
 
+    _sigterm.clear()
     before = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def sigterm_received(exc: BaseException) -> Optional[Terminated]:
+    """The :class:`Terminated` that ``exc`` stands for, if SIGTERM came; else None.
+
+    Raised inside ``ray.get``, a signal handler's exception does not come out as
+    itself: Ray turns it into ``SystemExit(1)`` (or a plain ``KeyboardInterrupt``).
+    """
+    if isinstance(exc, Terminated):
+        return exc
+    if _sigterm.is_set() and isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        return Terminated(128 + signal.SIGTERM)
+    return None
 
 
 @contextmanager
@@ -285,7 +307,10 @@ def guarded(record: Optional[RunRecord], label: str) -> Iterator[None]:
     with terminate_on_sigterm():
         try:
             yield
-        except (RaysysError, KeyboardInterrupt, SystemExit):
+        except (RaysysError, KeyboardInterrupt, SystemExit) as exc:
+            terminated = sigterm_received(exc)
+            if terminated is not None and terminated is not exc:
+                raise terminated from None
             raise
         except Exception as exc:
             raise TrainingError(f"{label} failed: {root_cause(exc)}") from exc

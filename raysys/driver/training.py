@@ -120,7 +120,7 @@ def run_training(
                 "input": dataclasses.asdict(plan.spec),
                 "train_rows": plan.train_rows,
                 "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
-                "tracking_uri": cfg.tracking.uri if cfg.tracking.enabled else "",
+                # Workers never open MLflow: what rank 0 logs comes back through the feed (raysys/train/feed.py).
                 "run_id": run_id,
                 "feed": feed.queue if feed else None,
             }
@@ -167,8 +167,8 @@ def _finish(cfg: DictConfig, result, record: Optional[RunRecord]) -> Dict[str, A
 
 
 def _worker_entry(loop_config: Dict[str, Any]) -> None:
-    # A fresh worker process: register every config section and model first.
-    import raysys.catalog  # noqa: F401
+    # A fresh worker process: rebuilding the Config (from_container) and every registry lookup
+    # discover all families first (raysys/families), so the worker sees every section and name.
     from raysys.train.loop import train_loop_per_worker
 
     train_loop_per_worker(loop_config)

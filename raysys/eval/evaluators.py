@@ -88,7 +88,7 @@ class Evaluator:
         return None
 
 
-EVALUATORS: Registry[type] = Registry("evaluator")
+EVALUATORS: Registry[type] = Registry("evaluator", config_key=("evaluate.metrics", "evaluate.after_training"))
 
 
 def register_evaluator(name: str, aliases=()):

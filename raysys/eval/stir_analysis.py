@@ -41,6 +41,7 @@ from torch import nn
 from raysys.nn.scale.equivariance import PAIRS, crop_object, equivariance_error
 
 ERRORS_ARTIFACT = "errors.npz"
+ERROR_TAG = "stir_analysis_error"  # on a run whose analysis failed after training
 INDICES_ARTIFACT = "indices.npz"
 EQUIVARIANCE_MODELS = ("standard", "pixel_pool", "slice_pool", "energy_pool", "kanazawa")
 EQUIVARIANCE_DATA = ("emoji", "mnist", "trafficsign")
@@ -197,41 +198,44 @@ def log_analysis(uri: str, run_id: str, results: Dict[str, Dict[str, np.ndarray]
 
     with tempfile.TemporaryDirectory() as directory:
         files = []
-        for name, arrays in results.items():
+        for name, data in analysis_files(results).items():
             path = Path(directory) / name
-            path.write_bytes(npz_bytes(arrays))
+            path.write_bytes(data)
             files.append(path)
         mlflow_client = runs.client(uri)
         for path in files:
             mlflow_client.log_artifact(run_id, str(path))
 
 
-def analyse_run(cfg, params: Dict[str, object], model: nn.Module, uri: str, run_id: str, device=None,
-                objects: Optional[TestObjects] = None) -> Tuple[str, ...]:
-    """Compute and log what applies to a STIR run (``params``: the original's model/data names).
+def analysis_files(results: Dict[str, Dict[str, np.ndarray]]) -> Dict[str, bytes]:
+    """{artifact name: npz file bytes} of :func:`analyse`'s results."""
+    return {name: npz_bytes(arrays) for name, arrays in results.items()}
 
-    Nothing when ``stir.analysis`` is off; returns the artifact names logged. A
-    failure does not fail the finished training: it becomes a warning and the
-    run tag ``stir_analysis_error`` (``raysys stir analyze`` can redo it).
+
+def analyse_run(cfg, params: Dict[str, object], model: nn.Module, device=None,
+                objects: Optional[TestObjects] = None) -> Tuple[Dict[str, bytes], str]:
+    """The analysis artifacts of a just-trained STIR run (``params``: the original's model/data names).
+
+    Returns ({artifact name: npz bytes}, error): nothing when ``stir.analysis`` is off or
+    nothing applies. A failure does not fail the finished training: it comes back as a
+    one-line message (logged as a warning), which the caller records as the run tag
+    :data:`ERROR_TAG` (``raysys stir analyze`` can redo it). Opens no MLflow run: the
+    training loop sends the bytes to the driver, which logs them.
     """
     which = analyses_for(str(params["model"]), str(params["data"]))
     if not which or not cfg.stir.analysis:
-        return ()
+        return {}, ""
     try:
         if objects is None:
             objects = load_test_objects(str(cfg.data.path))
         results = analyse(model, objects, which, device, raw_pixels=bool(cfg.stir.analysis_raw_pixels))
-        log_analysis(uri, run_id, results)
+        return analysis_files(results), ""
     except Exception as err:  # noqa: BLE001 - the training result must survive a failed analysis
         import logging
 
-        from raysys.track import runs
-
         message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        logging.getLogger(__name__).warning("STIR analysis of run %s failed: %s", run_id, message)
-        runs.set_tags(uri, run_id, {"stir_analysis_error": message})
-        return ()
-    return tuple(results)
+        logging.getLogger(__name__).warning("STIR analysis failed: %s", message)
+        return {}, message
 
 
 def analyse_trained(target: str, overrides=()) -> Dict[str, object]:

@@ -395,7 +395,6 @@ def candidate_presets(cross_res: bool) -> List[str]:
 
 def translate_command(script: str, args: Sequence[str], cross_res: bool) -> Translation:
     """The ``raysys train`` command equivalent to ``python <script> <args>``."""
-    import raysys.catalog  # noqa: F401  (registers the names a preset refers to)
     from raysys.config.loader import load_config
 
     ctx = read_command(script, args, cross_res)

@@ -30,7 +30,7 @@ The stem convs of ResNet, DenseNet and MobileNetV2 stay strided, as in the origi
 
 torchvision is imported where a model is built or antialiased, not at import time:
 importing it loads ``torch._dynamo`` (seconds), and every Ray Train worker imports
-this module through ``raysys.catalog``.
+this module when it discovers the families (raysys/families).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The FlexConv config sections: ``net``, ``kernel``, ``conv`` and ``mask``.
+"""The FlexConv config: sections ``net``, ``kernel``, ``conv``, ``mask`` and ``cross_res``, and
+the recipe's fields of ``train`` (``train.mask_params_lr_factor``, ``train.omega_0_lr_factor``).
 
 Key names follow the original's ``cfg/config.yaml`` so its command lines map one to
 one. Where the original's default is a sentinel (``-1``, ``""``), the default here is
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
-from raysys.config.schema import config_section
+from raysys.config.schema import config_fields, config_section
 from raysys.nn.kernels import KERNEL_TYPES
 from raysys.registry import Registry
 
@@ -123,3 +124,27 @@ class MaskConfig:
     init_value: float = 0.075
     dynamic_cropping: bool = True
     threshold: float = 0.1
+
+
+@config_section("cross_res")
+@dataclass
+class CrossResConfig:
+    """Train at one image side length, then fine-tune at another (0 = off): ``run_crossres.py``.
+
+    The two phases are raysys/train/phases.py's; this section exists only in FlexConv runs.
+    """
+
+    source_res: int = 0
+    target_res: int = 0
+    finetune_epochs: int = 100
+    # Learning rate of the fine-tuning phase (0 = train.lr, as the original).
+    finetune_lr: float = 0.0
+
+
+@config_fields("train")
+@dataclass
+class FlexConvTrainFields:
+    """The FlexConv recipe's fields of ``train``: lr multipliers of the mask parameters and of a learnable SIREN omega_0."""
+
+    mask_params_lr_factor: float = 1.0
+    omega_0_lr_factor: float = 1.0

@@ -7,6 +7,10 @@ config's is *stale* (neither skipped by a sweep nor shown in a report); a run
 recorded before fingerprints existed is matched by name as before and counted as
 *unverified*.
 
+A run's config holds only the sections of the families it uses (raysys/config/schema.py);
+runs recorded before that fingerprinted the full config, every family's sections included.
+:func:`fingerprint` gives both (see :class:`Fingerprint`), and :func:`match` accepts either.
+
 A sweep records membership on each child run it trained or adopted as already
 finished: one tag per sweep parent, so a run adopted by two sweeps belongs to both.
 """
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Tuple, Union
 
 from omegaconf import DictConfig, OmegaConf
+
+from raysys.config import schema
 
 FINGERPRINT_TAG = "raysys.config_fingerprint"
 TRAIN_NAME_TAG = "raysys.train_name"  # Ray Train's run name (its checkpoint folder) for this MLflow run
@@ -48,21 +54,81 @@ def _without(tree: dict, dotted: str) -> None:
         del tree[head]
 
 
-def fingerprint(cfg: DictConfig | Mapping[str, Any]) -> str:
-    """sha256 (16 hex digits) of the resolved config without :data:`RUNTIME_KEYS`."""
-    tree = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else json.loads(json.dumps(cfg))
+class Fingerprint(str):
+    """A config's fingerprint: the string a new run records, plus :attr:`accepted`.
+
+    ``accepted`` holds every fingerprint a recorded run of this same config may carry:
+    this one (of the config as it is, pruned to the families it uses) and the one of the
+    config with every family's default sections and fields merged back in, which is what
+    runs recorded before configs were pruned fingerprinted (their config held every section,
+    the unused families' at their defaults). So such a run still matches as SAME as long as
+    nothing it uses changed. ``str(fp)`` is the plain string.
+    """
+
+    accepted: Tuple[str, ...]
+
+
+def _digest(tree: Dict[str, Any]) -> str:
+    tree = json.loads(json.dumps(tree, default=str))
     for key in RUNTIME_KEYS:
         _without(tree, key)
     canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def match(run, expected: str) -> str:
-    """:data:`SAME`, :data:`STALE` or :data:`UNVERIFIED` (recorded before fingerprints)."""
+_DEFAULTS: Dict[int, Dict[str, Any]] = {}
+
+
+def _every_family_defaults() -> Dict[str, Any]:
+    """The default Config with every family's sections and fields (cached per schema version)."""
+    version = schema.schema_version()
+    if version not in _DEFAULTS:
+        _DEFAULTS.clear()
+        _DEFAULTS[version] = OmegaConf.to_container(OmegaConf.structured(schema.root_schema()), resolve=True)
+    return _DEFAULTS[version]
+
+
+def with_every_family(tree: Mapping[str, Any]) -> Dict[str, Any]:
+    """``tree`` with the sections (and fields of shared sections) it lacks set to their defaults.
+
+    Only whole sections and a section's own fields are added, nothing deeper: a free
+    dict such as ``train.scheduler_params`` is never merged into.
+    """
+    out = dict(tree)
+    for name, section in _every_family_defaults().items():
+        if name not in out:
+            out[name] = section
+        elif isinstance(section, dict) and isinstance(out[name], dict):
+            out[name] = {**{k: v for k, v in section.items() if k not in out[name]}, **out[name]}
+    return out
+
+
+def fingerprint(cfg: DictConfig | Mapping[str, Any]) -> Fingerprint:
+    """sha256 (16 hex digits) of the resolved config without :data:`RUNTIME_KEYS`; see :class:`Fingerprint`."""
+    tree = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else json.loads(json.dumps(cfg, default=str))
+    fp = Fingerprint(_digest(tree))
+    before_pruning = _digest(with_every_family(tree))
+    fp.accepted = (str(fp),) if before_pruning == fp else (str(fp), before_pruning)
+    return fp
+
+
+def accepted(expected: Union[str, Iterable[str]]) -> Tuple[str, ...]:
+    """The fingerprints a recorded run may carry to be ``expected``'s config (:class:`Fingerprint`)."""
+    if isinstance(expected, str):
+        return tuple(getattr(expected, "accepted", None) or (expected,))
+    return tuple(expected)
+
+
+def match(run, expected: Union[str, Iterable[str]]) -> str:
+    """:data:`SAME`, :data:`STALE` or :data:`UNVERIFIED` (recorded before fingerprints).
+
+    SAME when the recorded fingerprint is one of :func:`accepted`: the pruned config's, or
+    (a run recorded before pruning) that of the config with every family's defaults merged back in.
+    """
     recorded = run.data.tags.get(FINGERPRINT_TAG, "")
     if not recorded:
         return UNVERIFIED
-    return SAME if recorded == expected else STALE
+    return SAME if recorded in accepted(expected) else STALE
 
 
 def train_name(run_name: str, fp: str) -> str:

@@ -7,6 +7,7 @@ that rank 0 sends it (raysys.train.feed).
 """
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -19,9 +20,15 @@ FAILURE_TAG = "raysys.failure_reason"
 MAX_PARAM_LENGTH = 6000
 
 
+# MLflow's notes on creating or migrating a sqlite store's tables: not the user's business.
+SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
+
+
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    for name in SETUP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri)
 
 

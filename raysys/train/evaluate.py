@@ -108,6 +108,5 @@ def eval_loop_per_worker(loop_config: Dict[str, Any]) -> None:
 
 
 def _worker_entry(loop_config: Dict[str, Any]) -> None:
-    import raysys.catalog  # noqa: F401  (registers models, evaluators, crops)
-
+    # A fresh worker process: from_container and every registry lookup discover all families first.
     eval_loop_per_worker(loop_config)

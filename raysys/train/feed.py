@@ -1,4 +1,4 @@
-"""Rank 0 -> driver: each checkpointed epoch, for MLflow and the progress bar.
+"""Rank 0 -> driver: each checkpointed epoch, for MLflow and the progress bar; then the run's end.
 
 The driver already holds an open MLflow client (it opened the run), so the
 per-epoch metrics are logged there: a Ray Train worker never imports MLflow
@@ -9,12 +9,19 @@ Rank 0 sends only epochs whose checkpoint Ray Train has recorded, and after a
 restart the whole history restored from the checkpoint; the driver logs every
 epoch MLflow does not have yet, so a re-done epoch is never logged twice and a
 resumed run fills its gaps.
+
+After the last epoch rank 0 sends what the recipe logged at the end (params, tags,
+artifacts as file bytes with their artifact path: STIR's ``generalization.csv`` and
+``errors.npz``) and the final metrics; the driver logs them with its client, in
+the order they came, retrying like the epochs.
 """
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from raysys.errors import TrainingError
 from raysys.track import runs
@@ -24,7 +31,12 @@ _END = ("end",)
 
 
 class FeedSender:
-    """Rank 0's end of the feed: a Ray queue of ("epochs", [metrics, ...]) and ("final", step, metrics)."""
+    """Rank 0's end of the feed: a Ray queue of messages.
+
+    ``("epochs", [metrics, ...])``, ``("final", step, metrics)``, ``("params", {name: value})``,
+    ``("tags", {name: value})`` and ``("artifact", artifact_file, data)`` (``data``: the file's bytes,
+    ``artifact_file``: its path in the run's artifacts).
+    """
 
     def __init__(self, queue):
         self.queue = queue
@@ -40,6 +52,23 @@ class FeedSender:
         if self.queue is not None and metrics:
             self.queue.put(("final", step, dict(metrics)))
 
+    def send(self, messages: List[tuple]) -> None:
+        """Send ``("params", ...)``, ``("tags", ...)`` and ``("artifact", ...)`` messages, one at a time."""
+        for message in messages:
+            if message[0] not in ("params", "tags", "artifact"):
+                raise ValueError(f"not a feed message: {message[0]!r}")
+            if self.queue is not None:
+                self.queue.put(tuple(message))
+
+    def params(self, params: Dict[str, Any]) -> None:
+        self.send([("params", dict(params))])
+
+    def tags(self, tags: Dict[str, Any]) -> None:
+        self.send([("tags", dict(tags))])
+
+    def artifact(self, artifact_file: str, data: bytes) -> None:
+        self.send([("artifact", str(artifact_file), bytes(data))])
+
 
 class EpochLog:
     """The driver's MLflow logging: each epoch's step once, retried while the server fails."""
@@ -48,7 +77,7 @@ class EpochLog:
         self.uri, self.run_id = uri, run_id
         self._logged: Optional[Set[int]] = None  # asked of MLflow at the first epoch (a resumed run has some)
         self._epochs: Dict[int, Dict[str, float]] = {}
-        self._final: List[Tuple[int, Dict[str, float]]] = []
+        self._others: List[tuple] = []  # ("final", step, metrics), ("params", ...), ("tags", ...), ("artifact", ...)
         self.error: Optional[BaseException] = None
 
     def epoch(self, metrics: Dict[str, float]) -> None:
@@ -59,12 +88,31 @@ class EpochLog:
     def final(self, step: int, metrics: Dict[str, float]) -> None:
         """The recipe's metrics after the last epoch (e.g. of the best weights), at ``step``."""
         if self.run_id:
-            self._final.append((step, metrics))
+            self._others.append(("final", step, metrics))
+            self.flush()
+
+    def params(self, params: Dict[str, Any]) -> None:
+        if self.run_id:
+            self._others.append(("params", params))
+            self.flush()
+
+    def tags(self, tags: Dict[str, Any]) -> None:
+        if self.run_id:
+            self._others.append(("tags", tags))
+            self.flush()
+
+    def artifact(self, artifact_file: str, data: bytes) -> None:
+        """A file of the run's artifacts at path ``artifact_file`` (e.g. ``generalization.csv``, ``eval/x.csv``)."""
+        if self.run_id:
+            self._others.append(("artifact", artifact_file, data))
             self.flush()
 
     @property
-    def pending(self) -> List[int]:
-        return sorted(self._epochs) + [step for step, _ in self._final]
+    def pending(self) -> List[Any]:
+        """What is not logged yet: epochs and final steps (ints), then "params", "tags", "artifact <path>"."""
+        described = {"final": lambda m: m[1], "params": lambda m: "params", "tags": lambda m: "tags",
+                     "artifact": lambda m: f"artifact {m[1]}"}
+        return sorted(self._epochs) + [described[m[0]](m) for m in self._others]
 
     def flush(self) -> None:
         """Log what is pending; on an error keep it for the next call and remember the error."""
@@ -78,14 +126,30 @@ class EpochLog:
                     runs.log_metrics(self.uri, self.run_id, self._epochs[step], step=step)
                     self._logged.add(step)
                 del self._epochs[step]
-            while self._final:
-                runs.log_metrics(self.uri, self.run_id, self._final[0][1], step=self._final[0][0])
-                self._final.pop(0)
+            while self._others:
+                self._log(self._others[0])
+                self._others.pop(0)
             self.error = None
         except Exception as exc:  # noqa: BLE001 - the server may come back; close() raises if it does not
             if self.error is None:
                 log.warning("logging to MLflow failed (%s); retrying with the next epoch", exc)
             self.error = exc
+
+    def _log(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "final":
+            runs.log_metrics(self.uri, self.run_id, message[2], step=message[1])
+        elif kind == "params":
+            runs.log_params(self.uri, self.run_id, message[1])
+        elif kind == "tags":
+            runs.set_tags(self.uri, self.run_id, message[1])
+        elif kind == "artifact":
+            artifact_file, data = PurePosixPath(message[1]), message[2]
+            with tempfile.TemporaryDirectory() as directory:
+                path = Path(directory) / artifact_file.name
+                path.write_bytes(data)
+                folder = str(artifact_file.parent)
+                runs.log_artifact_files(self.uri, self.run_id, [path], None if folder == "." else folder)
 
     def close(self) -> None:
         """Log anything still pending; raise if MLflow still refuses it."""
@@ -123,7 +187,10 @@ class EpochFeed:
             except BaseException as exc:  # re-raised in the caller's thread
                 outcome["error"] = exc
             finally:
-                self.queue.put(_END)  # after every message of rank 0: its puts returned before fit did
+                try:
+                    self.queue.put(_END)  # after every message of rank 0: its puts returned before fit did
+                except Exception:  # noqa: BLE001 - the follower stopped (Ctrl-C, SIGTERM) and Ray with it
+                    pass
 
         thread = threading.Thread(target=run, name="raysys-fit", daemon=True)
         thread.start()
@@ -146,6 +213,12 @@ class EpochFeed:
             self._show(message[1][-1])
         elif message[0] == "final":
             self.log.final(message[1], message[2])
+        elif message[0] == "params":
+            self.log.params(message[1])
+        elif message[0] == "tags":
+            self.log.tags(message[1])
+        elif message[0] == "artifact":
+            self.log.artifact(message[1], message[2])
 
     def _show(self, metrics: Dict[str, float]) -> None:
         if self.bar is None:

@@ -4,6 +4,9 @@ A step is taken only if its (clipped) gradient norm is finite and below
 ``ratio`` times the mean norm of the steps accepted in the previous epoch; in
 the first epoch the threshold is infinite. When an epoch accepts no step, the
 previous threshold stays.
+
+Its state (:meth:`GradientSkipRule.state_dict`) is checkpointed with the recipe, so a resumed
+run's first epoch has the threshold the uninterrupted run would have had.
 """
 from __future__ import annotations
 
@@ -37,6 +40,15 @@ class GradientSkipRule:
             return True
         self._skipped += 1
         return False
+
+    def state_dict(self) -> Dict[str, float]:
+        """The reference and the running epoch's sums: plain floats and ints (weights_only-loadable)."""
+        return {"reference": float(self.reference), "sum": float(self._sum), "accepted": int(self._accepted),
+                "skipped": int(self._skipped)}
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        self.reference, self._sum = float(state["reference"]), float(state["sum"])
+        self._accepted, self._skipped = int(state["accepted"]), int(state["skipped"])
 
     def metrics(self) -> Dict[str, float]:
         """This epoch so far: mean accepted norm, and the fraction of skipped steps."""

@@ -3,7 +3,10 @@
 Per epoch: train on this worker's share of the stream, evaluate on its share
 of the test split, all-reduce the sums, report a checkpoint to Ray Train, and
 (rank 0) send the epoch to the driver, which logs it to MLflow
-(:mod:`raysys.train.feed`). Family behaviour comes from the recipe.
+(:mod:`raysys.train.feed`). Family behaviour comes from the recipe, whose
+hooks are called at named moments (:mod:`raysys.train.recipes`) and whose state
+is part of every checkpoint. The worker never imports MLflow: what a recipe
+logs (final metrics, params, tags, artifacts) goes to the driver through the feed.
 """
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ import random
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -27,7 +31,6 @@ from raysys.errors import TrainingError
 from raysys.models import InputSpec, build_model
 from raysys.train import checkpoint as ckpt
 from raysys.train.accumulate import Accumulation
-from raysys.train.early_stopping import EarlyStopping
 from raysys.train.feed import FeedSender
 from raysys.train.optim import build_optimizer, build_scheduler
 from raysys.train import phases as run_phases
@@ -44,7 +47,8 @@ def seed_everything(seed: int, rank: int, deterministic: bool) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def _all_reduce(values: List[float], device: torch.device) -> List[float]:
+def all_reduce(values: List[float], device: torch.device) -> List[float]:
+    """Sum ``values`` over the workers (float64; as is without a process group)."""
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor)
@@ -71,8 +75,7 @@ class WorkerContext:
         self.fmt = ImageFormat(**loop_config["format"])
         self.spec = InputSpec(**loop_config["input"])
         self.train_rows = int(loop_config["train_rows"])
-        self.tracking_uri = loop_config.get("tracking_uri", "")
-        self.run_id = loop_config.get("run_id", "")
+        self.run_id = loop_config.get("run_id", "")  # "" when the run is not tracked
         self.feed = loop_config.get("feed")  # raysys.train.feed: a Ray queue to the driver, or None
         self.shuffle_rows = int(loop_config.get("shuffle_rows", 0))
         self.cuda = self.device.type == "cuda"
@@ -103,10 +106,32 @@ class WorkerContext:
         return self.accumulation.optimizer_steps
 
 
-class EpochRunner:
-    """Train and evaluate one epoch at a time on one worker."""
+@dataclass
+class StreamEvaluation:
+    """One evaluation pass over a stream, summed over the workers."""
 
-    def __init__(self, wc: WorkerContext):
+    loss: float  # mean cross-entropy
+    acc: float  # top-1, a fraction
+    count: float  # images seen
+    top5: Optional[float] = None  # with train.report_top5_acc (and >= 5 classes)
+
+    def metrics(self, prefix: str) -> Dict[str, float]:
+        out = {prefix + "loss": self.loss, prefix + "acc": self.acc, prefix + "count": self.count}
+        if self.top5 is not None:
+            out[prefix + "top5"] = self.top5
+        return out
+
+
+class EpochRunner:
+    """Train and evaluate one epoch at a time on one worker.
+
+    Its public face for recipes (``Recipe.on_fit_end``): ``bare`` (the model),
+    ``wc`` (rank, device, config), :meth:`evaluate_stream`, :meth:`all_reduce`,
+    and :meth:`log_params`, :meth:`set_tags`, :meth:`log_artifact`, which rank 0
+    sends to the driver with the final metrics (:attr:`has_run`: whether they reach a run).
+    """
+
+    def __init__(self, wc: WorkerContext, feed: Optional[FeedSender] = None):
         import ray.train
         import ray.train.torch
 
@@ -130,7 +155,10 @@ class EpochRunner:
         self.test_shard = ray.train.get_dataset_shard("test")
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
-        self.early_stopping = EarlyStopping.from_config(cfg)
+        self.feed = feed
+        self._shards: Dict[str, Any] = {}
+        # What rank 0 sends the driver after the final checkpoint (params, tags, artifacts).
+        self.outbox: List[tuple] = []
 
     # -- checkpoints ---------------------------------------------------------------
     def state(self, epoch: int) -> Dict[str, Any]:
@@ -146,7 +174,7 @@ class EpochRunner:
             "config": OmegaConf.to_container(self.wc.cfg),
             "history": self.history,
             "phase": self.phase_index,
-            "early_stopping": self.early_stopping.state_dict(),
+            "recipe": self.recipe.state_dict(),  # early stopping, MIMO's gradient-skip rule, ...
         }
 
     def restore(self, state: Dict[str, Any], source: str) -> None:
@@ -158,8 +186,10 @@ class EpochRunner:
         ckpt.set_rng_state(state["rng"])
         self.history = list(state.get("history", []))
         self.start_epoch = int(state["epoch"])
-        if state.get("early_stopping"):
-            self.early_stopping.load_state_dict(state["early_stopping"])
+        if "recipe" in state:
+            self.recipe.load_state_dict(state["recipe"])
+        elif state.get("early_stopping"):  # a checkpoint of raysys before recipe state
+            self.recipe.load_state_dict({"early_stopping": state["early_stopping"]})
 
     # -- phases (raysys/train/phases.py) ----------------------------------------------------
     def start_phase(self, index: int) -> None:
@@ -210,7 +240,7 @@ class EpochRunner:
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         wc, cfg = self.wc, self.wc.cfg
         self.model.train()
-        self.recipe.on_epoch_start(self.bare, epoch)
+        self.recipe.on_train_epoch_start(self.bare, epoch)
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 101 + wc.rank)
         batches = itertools.chain.from_iterable(
             iter_batches(
@@ -229,7 +259,7 @@ class EpochRunner:
         start = time.perf_counter()
         for step, batch in enumerate(batches):
             images, labels = self._to_device(batch["image"]), batch["label"]
-            inputs, targets = self.recipe.transform_batch(images, labels, generator)
+            inputs, targets = self.recipe.on_train_batch_start(images, labels, generator)
             # DDP skips the gradient all-reduce inside a group (no_sync must cover the forward too).
             with accumulation.sync(self.model, step):
                 with self._autocast():
@@ -244,7 +274,7 @@ class EpochRunner:
                 self.scaler.unscale_(self.optimizer)
                 max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-                if self.recipe.should_step(grad_norm):
+                if self.recipe.on_before_optimizer_step(grad_norm):
                     self.scaler.step(self.optimizer)
                 else:
                     skipped += 1
@@ -259,7 +289,7 @@ class EpochRunner:
         _sync(wc.device)
         elapsed = time.perf_counter() - start
         keys = sorted(extra_sums)
-        totals = _all_reduce([float(loss_sum), float(correct), seen, skipped, *[float(extra_sums[k]) for k in keys]], wc.device)
+        totals = all_reduce([float(loss_sum), float(correct), seen, skipped, *[float(extra_sums[k]) for k in keys]], wc.device)
         images_total = max(totals[2], 1)
         metrics = {
             "train_loss": totals[0] / images_total,
@@ -274,37 +304,79 @@ class EpochRunner:
             metrics[f"train_{key}"] = total / images_total
         return metrics
 
-    @torch.no_grad()
     def evaluate(self, epoch: int) -> Dict[str, float]:
+        """The epoch's evaluation: one pass over the test stream per recipe eval mode (``test_*``, ``test_<mode>_*``)."""
+        model = self.bare
+        metrics: Dict[str, float] = {}
+        for mode in self.recipe.eval_modes(model):
+            self.recipe.set_eval_mode(model, mode)
+            metrics.update(self.evaluate_stream("test", epoch=epoch).metrics(f"test_{mode}_" if mode else "test_"))
+        self.recipe.set_eval_mode(model, "")
+        return metrics
+
+    @torch.no_grad()
+    def evaluate_stream(self, stream: str = "test", *, epoch: int = 0,
+                        per_batch: Optional[Callable[[Dict[str, torch.Tensor], torch.Tensor], None]] = None) -> StreamEvaluation:
+        """One pass of the model as it is (eval mode, no augmentation) over this worker's share of ``stream``.
+
+        Every worker must call it (the sums are all-reduced). ``per_batch(batch, outputs)`` sees
+        each batch (``image``, ``label``, ``index`` on the device) and the model's outputs, e.g. to
+        sum per-group counts, which the caller then sums over the workers with :meth:`all_reduce`.
+        """
         wc, cfg = self.wc, self.wc.cfg
         # The bare model: DDP's forward would sync buffers, a collective that
         # deadlocks when workers hold different numbers of test batches.
         model = self.bare
         model.eval()
-        metrics: Dict[str, float] = {}
         batch_size = cfg.train.eval_batch_size or wc.per_worker_batch
         top5 = cfg.train.report_top5_acc and wc.spec.num_classes >= 5
-        for mode in self.recipe.eval_modes(model):
-            self.recipe.set_eval_mode(model, mode)
-            loss_sum = correct = correct5 = seen = 0.0
-            for batch in iter_batches(self.test_shard, self._collator(epoch, "none"), batch_size, pin_memory=wc.cuda, device=wc.device):
-                images, labels = self._to_device(batch["image"]), batch["label"]
-                with self._autocast():
-                    outputs = model(images)
-                loss_sum += float(torch.nn.functional.cross_entropy(outputs.float(), labels, reduction="sum"))
-                correct += float((outputs.argmax(1) == labels).sum())
-                if top5:
-                    correct5 += float((outputs.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
-                seen += labels.shape[0]
-            loss_sum, correct, correct5, seen = _all_reduce([loss_sum, correct, correct5, seen], wc.device)
-            prefix = f"test_{mode}_" if mode else "test_"
-            metrics[prefix + "loss"] = loss_sum / max(seen, 1)
-            metrics[prefix + "acc"] = correct / max(seen, 1)
-            metrics[prefix + "count"] = seen
+        loss_sum = correct = correct5 = seen = 0.0
+        for batch in iter_batches(self._shard(stream), self._collator(epoch, "none"), batch_size, pin_memory=wc.cuda, device=wc.device):
+            images, labels = self._to_device(batch["image"]), batch["label"]
+            with self._autocast():
+                outputs = model(images)
+            loss_sum += float(torch.nn.functional.cross_entropy(outputs.float(), labels, reduction="sum"))
+            correct += float((outputs.argmax(1) == labels).sum())
             if top5:
-                metrics[prefix + "top5"] = correct5 / max(seen, 1)
-        self.recipe.set_eval_mode(model, "")
-        return metrics
+                correct5 += float((outputs.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
+            seen += labels.shape[0]
+            if per_batch is not None:
+                per_batch(batch, outputs)
+        loss_sum, correct, correct5, seen = all_reduce([loss_sum, correct, correct5, seen], wc.device)
+        return StreamEvaluation(loss_sum / max(seen, 1), correct / max(seen, 1), seen,
+                                correct5 / max(seen, 1) if top5 else None)
+
+    def _shard(self, stream: str):
+        import ray.train
+
+        if stream == "test":
+            return self.test_shard
+        if stream not in self._shards:
+            self._shards[stream] = ray.train.get_dataset_shard(stream)
+        return self._shards[stream]
+
+    def all_reduce(self, values: List[float]) -> List[float]:
+        """Sum ``values`` over the workers (every worker must call it with as many values)."""
+        return all_reduce(values, self.wc.device)
+
+    # -- what a recipe logs at the end (rank 0 -> driver -> MLflow) --------------------------------
+    @property
+    def has_run(self) -> bool:
+        """Whether this worker's :meth:`log_params`, :meth:`set_tags`, :meth:`log_artifact` reach an MLflow run."""
+        return self.wc.rank == 0 and bool(self.wc.run_id) and self.feed is not None and self.feed.queue is not None
+
+    def log_params(self, params: Dict[str, Any]) -> None:
+        if self.has_run:
+            self.outbox.append(("params", dict(params)))
+
+    def set_tags(self, tags: Dict[str, Any]) -> None:
+        if self.has_run:
+            self.outbox.append(("tags", dict(tags)))
+
+    def log_artifact(self, artifact_file: str, data: bytes) -> None:
+        """A file of the run's artifacts: ``artifact_file`` is its path inside them (e.g. ``eval/x.csv``)."""
+        if self.has_run:
+            self.outbox.append(("artifact", str(artifact_file), bytes(data)))
 
 
 def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
@@ -318,7 +390,7 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     threads = cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker
     torch.set_num_threads(max(1, int(threads)))
     feed = FeedSender(wc.feed) if wc.rank == 0 else None
-    runner = EpochRunner(wc)
+    runner = EpochRunner(wc, feed)
     latest = ray.train.get_checkpoint()
     if latest is not None:
         with latest.as_directory() as directory:
@@ -327,15 +399,15 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
         feed.epochs(runner.history)  # restored from a checkpoint: the driver logs what MLflow lacks
     total_epochs = run_phases.total_epochs(runner.phases)
     for epoch in range(runner.start_epoch, total_epochs):
-        if runner.early_stopping.stopped:  # resumed from the checkpoint of an early-stopped run
+        if runner.recipe.should_stop:  # resumed from the checkpoint of an early-stopped run
             break
         phase_metrics = runner.phase_metrics(epoch)
         metrics = {"epoch": epoch + 1, **phase_metrics, **runner.train_epoch(epoch), **runner.evaluate(epoch)}
-        metrics.update(runner.recipe.epoch_metrics(runner.bare))
+        metrics.update(runner.recipe.on_train_epoch_end(runner.bare, epoch))
         if len(runner.phases) > 1 and epoch + 1 == total_epochs:
             metrics["final_test_acc"] = metrics["test_acc"]
         metrics = runner.recipe.named_metrics(metrics)
-        stop = runner.early_stopping.update(metrics, runner.bare)
+        runner.recipe.on_validation_end(runner.bare, metrics)
         runner.history.append(metrics)
         with tempfile.TemporaryDirectory() as directory:
             checkpoint = None
@@ -346,20 +418,26 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
         if feed and checkpoint is not None:
             # Only checkpointed epochs reach MLflow: a re-done epoch is never logged twice.
             feed.epochs(runner.history)
-        if stop:
+        if runner.recipe.should_stop:
             break
     _finish_run(runner, feed)
 
 
 def _finish_run(runner: EpochRunner, feed: Optional[FeedSender]) -> None:
-    """After the epochs: reload the best weights (early stopping), then the recipe's final metrics."""
+    """After the epochs: the recipe's end of training (best weights reloaded), then its final metrics.
+
+    The final checkpoint first; then rank 0 sends what the recipe logged (params, tags,
+    artifacts) and the final metrics to the driver.
+    """
     import ray.train
 
     from ray.train import Checkpoint
 
-    runner.early_stopping.restore_best(runner.bare)
-    final = runner.recipe.final_metrics(runner, runner.history)
+    runner.recipe.on_train_end(runner.bare)
+    final = runner.recipe.on_fit_end(runner, runner.history)
     if not final:
+        if feed:
+            feed.send(runner.outbox)
         return
     step = int(runner.history[-1]["epoch"]) if runner.history else 0
     with tempfile.TemporaryDirectory() as directory:
@@ -370,4 +448,5 @@ def _finish_run(runner: EpochRunner, feed: Optional[FeedSender]) -> None:
             checkpoint = Checkpoint.from_directory(directory)
         ray.train.report({"epoch": step, **final}, checkpoint=checkpoint)
     if feed:
+        feed.send(runner.outbox)
         feed.final(step, final)

@@ -1,7 +1,8 @@
 """Training phases: one Ray Train run made of consecutive stretches of epochs.
 
 A plain run is one phase of ``train.epochs`` epochs. A cross-resolution run
-(the ``cross_res`` section, FlexConv's ``run_crossres.py``) is two: train at
+(the ``cross_res`` section, FlexConv's ``run_crossres.py``; only FlexConv runs have it:
+raysys/models/flexnet_config.py) is two: train at
 ``cross_res.source_res``, then -- after the recipe adapts the model to the new
 resolution and the model is evaluated "out of the box" -- fine-tune at
 ``cross_res.target_res`` for ``cross_res.finetune_epochs`` with a fresh
@@ -14,20 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Tuple
 
-from raysys.config.schema import config_section
 from raysys.errors import ConfigError
-
-
-@config_section("cross_res")
-@dataclass
-class CrossResConfig:
-    """Train at one image side length, then fine-tune at another (0 = off)."""
-
-    source_res: int = 0
-    target_res: int = 0
-    finetune_epochs: int = 100
-    # Learning rate of the fine-tuning phase (0 = train.lr, as the original).
-    finetune_lr: float = 0.0
 
 
 @dataclass(frozen=True)

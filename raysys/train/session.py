@@ -64,9 +64,13 @@ def ensure_ray(min_cpus: int = 0, *, dashboard_port: int | None = None) -> None:
     when it does not start.
     """
     import ray
+    from ray._private import auto_init_hook
 
     if ray.is_initialized():
         return
+    # raysys connects explicitly, here: a Ray call after shutdown (a thread still in
+    # fit() when the command stops) must fail, not start a new local Ray on the way out.
+    auto_init_hook.enable_auto_connect = False
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
         return
@@ -97,12 +101,22 @@ def ensure_ray(min_cpus: int = 0, *, dashboard_port: int | None = None) -> None:
                     _system_config=LOCAL_SYSTEM_CONFIG,
                 )
         except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions (and ValueError, RuntimeError, ...)
-            _shutdown_quietly()
+            shutdown_quietly()
             if _port_taken(exc) and dashboard_port is None and attempt < DASHBOARD_PORT_ATTEMPTS:
                 continue
             raise ClusterError(_start_failure(exc, held.records, temp_dir)) from None
         held.replay()
         return
+
+
+def mute_ray_console() -> None:
+    """Stop printing the workers' forwarded output here; Ray itself keeps running.
+
+    Shutting Ray down instead would pull it from under a thread still in ``fit()``.
+    """
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher
+
+    global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
 
 
 def _close_local_ray_to_others() -> None:
@@ -169,7 +183,8 @@ def _port_taken(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and "already occupied" in str(exc)
 
 
-def _shutdown_quietly() -> None:
+def shutdown_quietly() -> None:
+    """Stop (or leave) this process's Ray; its forwarded worker output stops with it."""
     import ray
 
     held = _HeldRecords()

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from raysys.config.loader import from_container, load_config, parse_override
 from raysys.driver import launch, record
 from raysys.driver.failure import reason_from_text, root_cause
-from raysys.errors import ConfigError
+from raysys.errors import ConfigError, TrainingError
 from raysys.track import identity, runs
 from raysys.track.uri import check_reachable
 from raysys.train.locations import pin_locations
@@ -145,7 +145,6 @@ def check_trial_storage(configs: List[DictConfig]) -> None:
 
 def _trial_driver(config: Dict[str, Any]) -> None:
     """Tune trainable: train one trial; Tune's callback forwards the epoch reports."""
-    import raysys.catalog  # noqa: F401  (a fresh process: register every section and name)
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from raysys.driver.training import run_training
@@ -186,14 +185,52 @@ def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str]
     for trial, cfg in zip(space.trials(), configs):
         found = record.lookup(uri, exp_id, cfg)
         (done if found.finished else pending).append((trial, cfg, found.run if found.finished else None))
+    key = identity.sweep_key(space.name, overrides)
+    _refuse_live_parent(uri, exp_id, key, space.name)
     if pending:  # before the parent run opens: a refused sweep leaves nothing RUNNING
         for cfg in {c.run_name: c for _, c, _ in pending}.values():
             launch.check_before_ray(cfg)
         ensure_ray(min_cpus=max(c.scaling.num_workers * c.scaling.cpus_per_worker for _, c, _ in pending) + 1)
         check_trial_storage([c for _, c, _ in pending])
 
-    key = identity.sweep_key(space.name, overrides)
     parent_id, reopened = runs.open_run(uri, exp_id, key, {}, name_tag=identity.SWEEP_KEY_TAG, run_name=space.name)
+    parent = record.RunRecord.attach(uri, parent_id, f"sweep {space.name!r}", resumed=reopened)
+    try:
+        with record.terminate_on_sigterm():
+            summary = _sweep(space, configs, overrides, done, pending, parent_id, uri, exp_id, max_concurrent)
+            _close_parent(summary, parent)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        terminated = record.sigterm_received(exc)
+        why = "terminated (SIGTERM)" if terminated is not None else "interrupted by the user (Ctrl-C)"
+        if terminated is None and not isinstance(exc, KeyboardInterrupt):  # a plain sys.exit: a failure
+            _close_children(uri, exp_id, parent_id, "the sweep failed")
+            parent.close("FAILED", root_cause(exc))
+            raise
+        _close_children(uri, exp_id, parent_id, why)
+        parent.close("KILLED", why)
+        if terminated is not None and terminated is not exc:
+            raise terminated from None
+        raise
+    except BaseException as exc:
+        _close_children(uri, exp_id, parent_id, "the sweep failed")
+        parent.close("FAILED", root_cause(exc))
+        raise
+    return summary
+
+
+def _refuse_live_parent(uri: str, exp_id: str, key: str, name: str) -> None:
+    """The same sweep RUNNING in a live process: two drivers would train the same trials."""
+    existing = runs.find_run(uri, exp_id, key, tag=identity.SWEEP_KEY_TAG)
+    if existing is not None and existing.info.status == "RUNNING" and not record.is_dead(existing):
+        raise TrainingError(
+            f"sweep {name} (run {existing.info.run_id}) is RUNNING in another live process "
+            f"({existing.data.tags.get(record.DRIVER_TAG, 'unknown driver')}); wait for it, or stop it and retry"
+        )
+
+
+def _sweep(space: Space, configs, overrides, done, pending, parent_id: str, uri: str, exp_id: str,
+           max_concurrent: int) -> "SweepSummary":
+    """Describe the parent run, adopt the finished trials, train the pending ones."""
     runs.delete_tag(uri, parent_id, runs.FAILURE_TAG)  # a re-run starts without the last run's verdict
     runs.set_tags(uri, parent_id, {
         SWEEP_TAG: space.name, "raysys.report": space.report, "raysys.trials": len(configs),
@@ -209,21 +246,8 @@ def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str]
         log.info("sweep %s: all %d trials already FINISHED in MLflow; 0 trainings started", space.name, len(done))
     else:
         log.info("sweep %s: %d trials to train, %d already finished", space.name, len(pending), len(done))
-        try:
-            with record.terminate_on_sigterm():
-                outcomes += _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent)
-        except (KeyboardInterrupt, record.Terminated) as exc:
-            why = "interrupted by the user (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
-            _close_children(uri, exp_id, parent_id, why)
-            runs.finish(uri, parent_id, "KILLED", why)
-            raise
-        except Exception as exc:
-            _close_children(uri, exp_id, parent_id, "the sweep failed")
-            runs.finish(uri, parent_id, "FAILED", root_cause(exc))
-            raise
-    summary = SweepSummary(space.name, parent_id, uri, started=len(pending), skipped=len(done), outcomes=outcomes)
-    _close_parent(summary)
-    return summary
+        outcomes += _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent)
+    return SweepSummary(space.name, parent_id, uri, started=len(pending), skipped=len(done), outcomes=outcomes)
 
 
 def _close_children(uri: str, exp_id: str, parent_id: str, why: str) -> None:
@@ -270,7 +294,7 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     return outcomes
 
 
-def _close_parent(summary: SweepSummary) -> None:
+def _close_parent(summary: SweepSummary, parent: "record.RunRecord") -> None:
     csv_text, md_text = _summary_table(summary.outcomes)
     runs.log_text(summary.tracking_uri, summary.parent_run_id, csv_text, "summary.csv")
     runs.log_text(summary.tracking_uri, summary.parent_run_id, md_text, "summary.md")
@@ -280,6 +304,6 @@ def _close_parent(summary: SweepSummary) -> None:
     }, step=0)
     if summary.failed:
         reasons = "; ".join(f"{o.run_name}: {o.reason}" for o in summary.failed)
-        runs.finish(summary.tracking_uri, summary.parent_run_id, "FAILED", f"{len(summary.failed)} of {len(summary.outcomes)} trials failed: {reasons}")
+        parent.close("FAILED", f"{len(summary.failed)} of {len(summary.outcomes)} trials failed: {reasons}")
     else:
-        runs.finish(summary.tracking_uri, summary.parent_run_id, "FINISHED")
+        parent.close("FINISHED")

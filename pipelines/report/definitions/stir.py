@@ -103,7 +103,7 @@ def split_stale(records: List[dict], space, experiment: str) -> Tuple[List[dict]
     for record in records:
         recorded = record.get(f"tags.{identity.FINGERPRINT_TAG}", "")
         want = expected.get(name_of(record))
-        (stale if recorded and want and recorded != want else kept).append(record)
+        (stale if recorded and want and recorded not in identity.accepted(want) else kept).append(record)
     return kept, stale
 
 

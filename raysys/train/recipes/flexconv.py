@@ -11,6 +11,8 @@
   per phase, and at the target resolution scaled by ``(source/target)^2`` (the original's
   ``kernel.sampling_rate_norm``), so the same continuous kernel covers the same image area.
 - Per-epoch statistics: effective kernel sizes, mask sigmas/means, Gabor frequencies.
+- State: none beyond the default recipe's (early stopping); the phase's resolution is set
+  again by ``on_phase_start`` on resume.
 """
 from __future__ import annotations
 
@@ -123,7 +125,7 @@ class FlexConvRecipe(Recipe):
 
     # -- statistics --------------------------------------------------------------------
     @torch.no_grad()
-    def epoch_metrics(self, model: nn.Module) -> Dict[str, float]:
+    def on_train_epoch_end(self, model: nn.Module, epoch: int) -> Dict[str, float]:
         metrics: Dict[str, float] = {}
         layers = continuous_layers(model)
         params = self.cfg.kernel.regularize_params if self.regularize else None

@@ -8,7 +8,8 @@
 - Mixup (before superposition), then cross-entropy + binding regularisation
   (HRR keys) + isometry regularisation (ISONet/MIMONet convolutions).
 - Weight decay on every parameter except the activations' (PReLU/SReLU).
-- The gradient-skip rule (:mod:`raysys.train.grad_skip`).
+- The gradient-skip rule (:mod:`raysys.train.grad_skip`); its reference norm and
+  running sums are the recipe's state (checkpointed, restored on resume).
 - Evaluation at the capacity (``test_*``) and, for dynamic models, at
   ``sup_low`` (``test_sup_low_*``).
 """
@@ -84,7 +85,7 @@ class MimoRecipe(Recipe):
             groups.append({"params": no_decay, "weight_decay": 0.0})
         return groups
 
-    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+    def on_train_epoch_start(self, model: nn.Module, epoch: int) -> None:
         self.model = install_batch_padding(model)
         self.skip_rule.start_epoch()
         # Seeded without the rank: every DDP worker bundles the same step at the same n.
@@ -96,7 +97,8 @@ class MimoRecipe(Recipe):
             return self.low
         return self.capacity
 
-    def transform_batch(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, Any]:
+    def on_train_batch_start(self, images: torch.Tensor, labels: torch.Tensor,
+                             generator: torch.Generator) -> Tuple[torch.Tensor, Any]:
         if self.model is not None:
             self.model.set_superposition(self.choose_superposition(self.superposition_draws))
         return mixup(images, labels, float(self.options.mixup_alpha), generator)
@@ -111,8 +113,17 @@ class MimoRecipe(Recipe):
         )
         return total, {"binding_reg": binding.detach().float(), "isometry_reg": isometry.detach().float()}
 
-    def should_step(self, grad_norm: torch.Tensor) -> bool:
+    def on_before_optimizer_step(self, grad_norm: torch.Tensor) -> bool:
         return self.skip_rule.accept(float(grad_norm))
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {**super().state_dict(), "grad_skip": self.skip_rule.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state.get("grad_skip"):
+            self.skip_rule.load_state_dict(state["grad_skip"])
 
     # -- evaluation -------------------------------------------------------------------------
     def eval_modes(self, model: nn.Module) -> Iterable[str]:
@@ -122,7 +133,7 @@ class MimoRecipe(Recipe):
         install_batch_padding(model)
         model.set_superposition(self.low if mode == SUP_LOW_MODE else self.capacity)
 
-    def epoch_metrics(self, model: nn.Module) -> Dict[str, float]:
+    def on_train_epoch_end(self, model: nn.Module, epoch: int) -> Dict[str, float]:
         metrics = {k: v for k, v in self.skip_rule.metrics().items() if v == v}  # drop NaN
         if self.skip_rule.threshold != float("inf"):
             metrics["grad_skip_threshold"] = self.skip_rule.threshold

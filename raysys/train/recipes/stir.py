@@ -10,7 +10,7 @@
   generic ``test_*`` of the validation pass are renamed, and the generic
   ``epoch_time``, ``images_per_sec``, ``lr`` stay.
 - Early stopping (``train.early_stopping_patience=10`` on ``val_acc``) and
-  the best weights reloaded come from the loop; then the final metrics
+  the best weights reloaded come from the default recipe's hooks; then the final metrics
   ``avg_time``, ``best_acc`` (best ``val_acc``), ``test_loss``, ``test_acc``
   (%), the original's params (model, data, evaluation, kernel_size,
   interpolation, lr, seed) and the artifact ``generalization.csv`` (test
@@ -20,6 +20,9 @@
   and ``--index-correlation`` outputs as the artifacts ``errors.npz`` and
   ``indices.npz`` where they apply (raysys/eval/stir_analysis.py; off with
   ``stir.analysis=false``).
+- The final test is the loop's public evaluation (``EpochRunner.evaluate_stream``)
+  of the ``final`` stream; metrics, params and artifacts go to the driver through
+  the feed (no worker opens MLflow). The recipe keeps no state beyond early stopping.
 """
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ from typing import Any, Dict, List
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from raysys.data.stir_scenarios import ALL_SCALES, MAX_SCALE, row_filters, scenario_rows
 from raysys.errors import ConfigError
@@ -91,49 +93,42 @@ class StirRecipe(Recipe):
         out["val_count"] = out.pop("test_count", 0)
         return out
 
-    def final_metrics(self, runner: Any, history: List[Dict[str, float]]) -> Dict[str, float]:
-        import ray.train
-
+    def on_fit_end(self, loop: Any, history: List[Dict[str, float]]) -> Dict[str, float]:
+        """The final test on the "final" stream with the loop's evaluation, per object scale; rank 0 logs the
+        original's params, ``generalization.csv`` and the analysis artifacts through the loop (the driver feed)."""
         from raysys.data.shards import load_manifest
-        from raysys.data.stream import iter_batches
-        from raysys.track import runs
-        from raysys.train.loop import _all_reduce
 
         if not history:
             return {}
-        wc, model = runner.wc, runner.bare
         manifest = load_manifest(self.cfg.data.path)
         per_scale = int(manifest["num_classes"]) * int(manifest["options"]["stir"]["instances"])
-        model.eval()
-        loss_sum = torch.zeros((), dtype=torch.float64)
         correct = torch.zeros(len(ALL_SCALES), dtype=torch.float64)
         counts = torch.zeros(len(ALL_SCALES), dtype=torch.float64)
-        batch_size = self.cfg.train.eval_batch_size or wc.per_worker_batch
-        shard = ray.train.get_dataset_shard(FINAL_STREAM)
-        with torch.no_grad():
-            for batch in iter_batches(shard, runner._collator(0, "none"), batch_size, device=wc.device):
-                labels = batch["label"]
-                outputs = model(runner._to_device(batch["image"])).float()
-                loss_sum += float(F.cross_entropy(outputs, labels, reduction="sum"))
-                hits = (outputs.argmax(1) == labels).double().cpu()
-                slot = (MAX_SCALE - batch["index"].cpu() // per_scale) - ALL_SCALES[0]  # scale 17 -> slot 0
-                correct.index_add_(0, slot, hits)
-                counts.index_add_(0, slot, torch.ones_like(hits))
-        totals = _all_reduce([float(loss_sum), *correct.tolist(), *counts.tolist()], wc.device)
-        correct_np, counts_np = np.array(totals[1:1 + len(ALL_SCALES)]), np.array(totals[1 + len(ALL_SCALES):])
-        seen = max(counts_np.sum(), 1.0)
+
+        def per_batch(batch: Dict[str, torch.Tensor], outputs: torch.Tensor) -> None:
+            hits = (outputs.argmax(1) == batch["label"]).double().cpu()
+            slot = (MAX_SCALE - batch["index"].cpu() // per_scale) - ALL_SCALES[0]  # scale 17 -> slot 0
+            correct.index_add_(0, slot, hits)
+            counts.index_add_(0, slot, torch.ones_like(hits))
+
+        result = loop.evaluate_stream(FINAL_STREAM, per_batch=per_batch)
+        totals = loop.all_reduce([*correct.tolist(), *counts.tolist()])
+        correct_np, counts_np = np.array(totals[:len(ALL_SCALES)]), np.array(totals[len(ALL_SCALES):])
         final = {
             "avg_time": float(np.mean([m["train_time"] for m in history])),
             "best_acc": float(max(m["val_acc"] for m in history)),
-            "test_loss": float(totals[0] / seen),
-            "test_acc": float(100.0 * correct_np.sum() / seen),
+            "test_loss": float(result.loss),
+            "test_acc": float(100.0 * result.acc),
         }
-        if wc.rank == 0 and wc.run_id:
-            runs.log_params(wc.tracking_uri, wc.run_id, original_params(self.cfg))
-            runs.log_text(wc.tracking_uri, wc.run_id, generalization_csv(self.cfg, correct_np, counts_np),
-                          "generalization.csv")
-            stir_analysis.analyse_run(self.cfg, original_params(self.cfg), model, wc.tracking_uri, wc.run_id,
-                                      wc.device)
+        if loop.has_run:
+            params = original_params(self.cfg)
+            loop.log_params(params)
+            loop.log_artifact("generalization.csv", generalization_csv(self.cfg, correct_np, counts_np).encode())
+            files, error = stir_analysis.analyse_run(self.cfg, params, loop.bare, loop.wc.device)
+            for name, data in files.items():
+                loop.log_artifact(name, data)
+            if error:
+                loop.set_tags({stir_analysis.ERROR_TAG: error})
         return final
 
 
