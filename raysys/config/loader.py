@@ -22,7 +22,8 @@ from raysys.config.schema import OPERATIONAL_KEYS, key_family, prune, root_schem
 from raysys.errors import ConfigError, did_you_mean, one_of
 from raysys.registry import choice_keys
 
-PRESET_ROOT = resources.files("raysys.config") / "presets"
+PRESET_ROOT = resources.files("raysys.config") / "presets"  # shared baselines: <paper>/<leaf>.yaml
+FAMILY_ROOT = resources.files("raysys.families")  # each paper's own: <family>/presets/<leaf>.yaml
 # Keys a preset file may carry besides the schema's.
 _PRESET_META = ("extends", "description")
 
@@ -35,24 +36,32 @@ class PresetInfo:
     path: Path
 
 
+def paper_folders() -> Dict[str, Path]:
+    """Paper id -> the folder of its presets: a family's ``presets/`` or a shared one under raysys/config/presets."""
+    folders = {p.name: p for p in sorted(Path(str(PRESET_ROOT)).iterdir()) if p.is_dir()}
+    for path in sorted(Path(str(FAMILY_ROOT)).glob("*/presets")):
+        folders[path.parent.name] = path
+    return folders
+
+
 def list_presets() -> List[PresetInfo]:
     """Every shipped preset, sorted by paper then name. Files starting with _ are bases."""
     out = []
-    root = Path(str(PRESET_ROOT))
-    for path in sorted(root.glob("*/*.yaml")):
-        if path.name.startswith("_"):
-            continue
-        data = _read_yaml(path)
-        name = f"{path.parent.name}/{path.stem}"
-        out.append(PresetInfo(name, path.parent.name, str(data.get("description", "")), path))
+    for paper, folder in sorted(paper_folders().items()):
+        for path in sorted(folder.glob("*.yaml")):
+            if path.name.startswith("_"):
+                continue
+            data = _read_yaml(path)
+            out.append(PresetInfo(f"{paper}/{path.stem}", paper, str(data.get("description", "")), path))
     return out
 
 
 def paper_titles() -> Dict[str, str]:
     """Paper id -> title, from each paper folder's _paper.yaml."""
     titles = {}
-    for path in sorted(Path(str(PRESET_ROOT)).glob("*/_paper.yaml")):
-        titles[path.parent.name] = str(_read_yaml(path).get("title", path.parent.name))
+    for paper, folder in sorted(paper_folders().items()):
+        if (folder / "_paper.yaml").is_file():
+            titles[paper] = str(_read_yaml(folder / "_paper.yaml").get("title", paper))
     return titles
 
 
@@ -67,7 +76,9 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 
 
 def _preset_path(name: str) -> Path:
-    path = Path(str(PRESET_ROOT)) / f"{name}.yaml"
+    paper, _, leaf = name.partition("/")
+    folder = paper_folders().get(paper)
+    path = folder / f"{leaf}.yaml" if folder is not None and leaf else Path("/nonexistent")
     if not path.is_file():
         known = [p.name for p in list_presets()]
         raise ConfigError(f"unknown preset: {one_of(name, known)}")
