@@ -22,10 +22,10 @@ from torchvision.models import get_model_weights
 from raysys.config import load_config
 from raysys.errors import ConfigError
 from raysys.models import MODELS, InputSpec, build_model
-from raysys.models.antialiased import (
+from raysys.families.antialiased.models import (
     ARCHITECTURES, antialias, build_antialiased, build_baseline, load_baseline_weights,
 )
-from raysys.nn.blurpool import BlurConv2d, BlurPool, blur_kernel
+from raysys.families.antialiased.blurpool import BlurConv2d, BlurPool, blur_kernel
 
 IMAGENET = InputSpec(3, 224, 1000)
 

@@ -11,7 +11,7 @@ from raysys.errors import CheckpointError, ConfigError
 from raysys.eval.evaluators import EvalSettings, build_evaluators, diagonal_files, image_side
 from raysys.legacy import translate
 from raysys.models import InputSpec, build_model
-from raysys.models.antialiased import ARCHITECTURES, build_baseline
+from raysys.families.antialiased.models import ARCHITECTURES, build_baseline
 from raysys.models.weights import load_weights, read_state_dict, save_weights
 from raysys.train.accumulate import Accumulation
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raysys.nn.blurpool import BlurConv2d, BlurPool, binomial_taps, blur_kernel, pad_sizes
+from raysys.families.antialiased.blurpool import BlurConv2d, BlurPool, binomial_taps, blur_kernel, pad_sizes
 
 # The original's taps (antialiased_cnns/blurpool.py, originals.md §3).
 ORIGINAL_TAPS = {

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from raysys.eval.consistency import (
+from raysys.families.antialiased.consistency import (
     AgreementCount, diagonal_shift, draw_offsets, predictions_agree, shift_agreement, shift_consistency,
 )
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raysys.nn.ckconv import (
+from raysys.families.flexconv.layers.ckconv import (
     CKConv, FlexConv, cropped_size, gaussian_extent, parse_horizon, rel_positions_grid,
 )
-from raysys.nn.fftconv import conv2d_same, direct_conv2d, fft_conv2d, parse_use_fft, use_fft_for
-from raysys.nn.kernels import SIREN, GaborNet, MAGNet
-from raysys.nn.srf import SRFConv2d, gaussian_derivative_basis, hermite
+from raysys.families.flexconv.layers.fftconv import conv2d_same, direct_conv2d, fft_conv2d, parse_use_fft, use_fft_for
+from raysys.families.flexconv.layers.kernels import SIREN, GaborNet, MAGNet
+from raysys.families.flexconv.layers.srf import SRFConv2d, gaussian_derivative_basis, hermite
 
 
 def _rel_error(a: torch.Tensor, b: torch.Tensor) -> float:

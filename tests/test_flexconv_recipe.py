@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 from raysys.config import load_config
 from raysys.errors import ConfigError
 from raysys.models import InputSpec, build_model
-from raysys.nn.ckconv import CKConv, FlexConv
+from raysys.families.flexconv.layers.ckconv import CKConv, FlexConv
 from raysys.train import phases as run_phases
 from raysys.train.optim import build_optimizer
 from raysys.train.recipes import build_recipe
-from raysys.train.recipes import aliasing
-from raysys.train.recipes.flexconv import continuous_layers, set_resolution
+from raysys.families.flexconv import aliasing
+from raysys.families.flexconv.recipe import continuous_layers, set_resolution
 
 TINY = ["net.no_hidden=8", "net.no_blocks=2", "net.block_width_factors=[1.0, 1, 1.5, 1]", "kernel.no_hidden=8",
         "conv.horizon=17", "data.resize=16"]

@@ -9,7 +9,7 @@ import torch
 from raysys.cli.main import main as cli_main
 from raysys.config import load_config
 from raysys.models import InputSpec, build_model
-from raysys.models.flexnet import width_factors
+from raysys.families.flexconv.models import width_factors
 from raysys.models.summary import count_parameters
 
 FLEXNET7 = ["net.no_hidden=24", "net.no_blocks=7", "net.block_width_factors=[1.0, 2, 1.5, 3, 2.0, 2]"]

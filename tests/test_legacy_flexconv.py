@@ -9,7 +9,7 @@ from raysys.cli.main import main
 from raysys.config.loader import load_config, parse_override
 from raysys.errors import ConfigError
 from raysys.legacy import translate
-from raysys.legacy.flexconv_flags import parse_flags
+from raysys.families.flexconv.legacy.flags import parse_flags
 
 # (expected preset, seed, the command exactly as the seed's experiments/readme.md gives it)
 SEED_COMMANDS = [

@@ -1,4 +1,4 @@
-"""The STIR scripts/train.py translator (raysys/legacy/stir_train.py)."""
+"""The STIR scripts/train.py translator (raysys/families/stir/legacy/train.py)."""
 from __future__ import annotations
 
 import pytest

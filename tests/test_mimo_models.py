@@ -11,12 +11,12 @@ from torch import nn
 
 from raysys.config.schema import root_schema
 from raysys.errors import ConfigError
-from raysys.models.mimo import DEPTHS, FAMILIES, SuperWideNet
+from raysys.families.mimoconv.models import DEPTHS, FAMILIES, SuperWideNet
 from raysys.models.registry import MODELS, InputSpec, build_model
-from raysys.nn.binding import (
+from raysys.families.mimoconv.layers.binding import (
     BINDINGS, HRRBinding, MBATBinding, circular_convolve, circular_correlate, hrr_key_regularization,
 )
-from raysys.nn.isometry import isometry_penalty
+from raysys.families.mimoconv.layers.isometry import isometry_penalty
 
 NAMES = ["WideResNet-16", "WideResNet-28", "WideISOReLUNet-16", "WideISOReLUNet-28", "WideISONet-16",
          "WideISONet-28", "MIMONet-10", "MIMONet-16", "MIMONet-28"]
@@ -370,7 +370,7 @@ def test_bench_mimo_quick_runs_every_superposition_on_one_model():
 
 def test_original_checkpoint_names_round_trip_and_load(tmp_path):
     from raysys.errors import CheckpointError
-    from raysys.models.mimo.original_weights import load_original_weights, to_original_state_dict
+    from raysys.families.mimoconv.models.original_weights import load_original_weights, to_original_state_dict
 
     torch.manual_seed(8)
     source = small("WideISONet", 16, binding="HRR", capacity=2).eval()

@@ -11,11 +11,11 @@ import torch
 from raysys.config import load_config
 from raysys.data.holdout import holdout_indices
 from raysys.errors import ConfigError
-from raysys.eval.superposition import install_batch_padding, mode_rows, modes
+from raysys.families.mimoconv.evaluators import install_batch_padding, mode_rows, modes
 from raysys.legacy import translate
 from raysys.models import InputSpec, build_model
-from raysys.train.grad_skip import GradientSkipRule
-from raysys.train.mixup import mixup, sample_lambda
+from raysys.families.mimoconv.grad_skip import GradientSkipRule
+from raysys.families.mimoconv.mixup import mixup, sample_lambda
 from raysys.train.recipes import build_recipe
 
 # The 18 commands of seed 002's README, verbatim ($RUN set to 0).

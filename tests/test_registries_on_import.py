@@ -155,7 +155,7 @@ def test_ownership_follows_the_registering_module():
     from raysys import families
     from raysys.models import MODELS
 
-    assert families.family_of("raysys.models.mimo.network") == "mimoconv"  # a submodule of an owned package
+    assert families.family_of("raysys.families.mimoconv.models.network") == "mimoconv"  # a module of a subpackage in the folder
     assert families.family_of("raysys.families.stir.anything") == "stir"  # a module in the folder
     assert families.family_of("raysys.models.cifar_resnet") is None
     # torchvision's own architectures are registered by the antialiased module (their weights: antialias.weights)

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from pipelines.report import stir_analysis as figures
-from raysys.eval import stir_analysis as sa
-from raysys.models.stir import StirNet
-from raysys.nn.scale.equivariance import PAIRS
-from raysys.nn.scale.siconv import ScalePool, SiConv2d
+from raysys.families.stir import analysis as sa
+from raysys.families.stir.layers.equivariance import PAIRS
+from raysys.families.stir.layers.siconv import ScalePool, SiConv2d
+from raysys.families.stir.models import StirNet
 
 PAIR_SCALES = sorted({s for pair in PAIRS for s in pair})
 

@@ -10,7 +10,7 @@ import pytest
 from pipelines.stir.generate import convert, generate
 from pipelines.stir.mnist import stir_digit
 from raysys.data.formats.stir_npz import SCALES, load_npz, load_shards
-from raysys.data.stir_scenarios import SCENARIOS, get_scenario, scenario_rows, split_scales
+from raysys.families.stir.scenarios import SCENARIOS, get_scenario, scenario_rows, split_scales
 from raysys.errors import ConfigError, DataError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -304,7 +304,7 @@ def test_scenarios_have_the_original_scale_splits():
     assert split_scales(0, "test") == tuple(sorted(SCALES))
     with pytest.raises(ConfigError, match="stir.evaluation=5"):
         get_scenario(5)
-    from raysys.data.stir_scenarios import row_filters
+    from raysys.families.stir.scenarios import row_filters
 
     assert row_filters(0, {"train": ("train", 0)}) == {}
     filters = row_filters(1, {"train": ("train", 0), "test": ("val", 0)})
@@ -333,7 +333,7 @@ def test_config_key_selects_the_scenario():
 
 def test_stream_filters_a_scenario_and_returns_scales(emoji_dir, ray_cluster):
     from raysys.data.shards import load_manifest
-    from raysys.data.stir_scenarios import row_filters
+    from raysys.families.stir.scenarios import row_filters
     from raysys.data.stream import BatchCollator, build_datasets, image_format
 
     manifest = load_manifest(str(emoji_dir))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from raysys.config import load_config
-from raysys.data.stir_scenarios import SCENARIOS
+from raysys.families.stir.scenarios import SCENARIOS
 from raysys.errors import ConfigError
 from raysys.train.early_stopping import EarlyStopping
 from raysys.driver.training import run_training

@@ -1,4 +1,4 @@
-"""STIR models (raysys/models/stir.py) and their scale layers (raysys/nn/scale).
+"""STIR models (raysys/families/stir/models.py) and their scale layers (raysys/families/stir/layers).
 
 The SiConv2d models run 26-29 convolutions with kernels up to 63×63 per
 layer (≈13 GFLOP per 64×64 image), so forward passes use batch 1; the
@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from raysys.errors import ConfigError
+from raysys.families.stir.layers import sesn
+from raysys.families.stir.layers.equivariance import PAIRS, crop_object, equivariance_error
+from raysys.families.stir.layers.siconv import INTERPOLATIONS, KernelResize, ScalePool, SiConv2d, area_matrix
+from raysys.families.stir.models import MODEL_NAMES, scale_counts
 from raysys.models import MODELS, InputSpec, build_model
-from raysys.models.stir import MODEL_NAMES, scale_counts
-from raysys.nn.scale import sesn
-from raysys.nn.scale.equivariance import PAIRS, crop_object, equivariance_error
-from raysys.nn.scale.siconv import INTERPOLATIONS, KernelResize, ScalePool, SiConv2d, area_matrix
 
 EMOJI = InputSpec(1, 64, 36)
 COLOUR = InputSpec(3, 64, 16)

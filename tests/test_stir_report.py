@@ -12,7 +12,7 @@ import pipelines.report.definitions  # noqa: F401
 from pipelines.report.engine import build_report
 from pipelines.report.stir_runs import search_records, select_lr
 from raysys.cli.main import main as cli
-from raysys.data.stir_scenarios import ALL_SCALES
+from raysys.families.stir.scenarios import ALL_SCALES
 
 SPACES = Path(__file__).resolve().parents[1] / "tune_spaces"
 # The header row of the original's scripts/clean.csv (taltstidl/scale-equivariant-cnn).

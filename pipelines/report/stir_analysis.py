@@ -3,7 +3,7 @@
 Both take *records* (rows of the STIR export: ``run_id``, ``params.<name>``,
 ``metrics.<name>``, ...; already lr-selected), read each run's artifact from
 MLflow (``errors.npz`` / ``indices.npz``, written by
-raysys/eval/stir_analysis.py at the end of training), draw one panel per
+raysys/families/stir/analysis.py at the end of training), draw one panel per
 (dataset, scenario) and write a CSV of exactly what they plotted. Runs without
 the artifact are skipped; with none, the figure carries a short note.
 
@@ -28,9 +28,9 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 from pipelines.report.figures import finish_axes, plt, save_figure
-from raysys.data.stir_scenarios import SCENARIOS
-from raysys.eval.stir_analysis import ERRORS_ARTIFACT, INDICES_ARTIFACT
-from raysys.nn.scale.equivariance import PAIRS
+from raysys.families.stir.analysis import ERRORS_ARTIFACT, INDICES_ARTIFACT
+from raysys.families.stir.layers.equivariance import PAIRS
+from raysys.families.stir.scenarios import SCENARIOS
 from raysys.track import runs
 
 EQUIVARIANCE_MODELS = ("standard", "kanazawa", "pixel_pool", "slice_pool", "energy_pool")  # legend order

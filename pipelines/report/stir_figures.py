@@ -19,7 +19,7 @@ import numpy as np
 
 from pipelines.report.figures import finish_axes, plt, save_figure
 from pipelines.report.stir_runs import MODELS, Record, Selection, config_key, lr_of, seed_of, seed_target, usable
-from raysys.data.stir_scenarios import ALL_SCALES, SCENARIOS
+from raysys.families.stir.scenarios import ALL_SCALES, SCENARIOS
 
 PAPER_MODELS = ("standard", "pixel_pool", "slice_pool", "conv3d", "ensemble", "spatial_transform")
 COLORS = dict(zip(PAPER_MODELS, ("tab:blue", "tab:green", "tab:orange", "tab:red", "tab:gray", "tab:purple")))

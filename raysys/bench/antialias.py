@@ -27,7 +27,7 @@ def _forward_case(model: torch.nn.Module, images: torch.Tensor):
 
 
 def _archs(value) -> list:
-    from raysys.models.antialiased import ARCHITECTURES
+    from raysys.families.antialiased.models import ARCHITECTURES
 
     if value in ("all", "", None):
         return list(ARCHITECTURES)
@@ -39,7 +39,7 @@ def _archs(value) -> list:
 
 
 def _bench_forward(ctx: BenchContext) -> None:
-    from raysys.models.antialiased import build_antialiased, build_baseline
+    from raysys.families.antialiased.models import build_antialiased, build_baseline
 
     result = ctx.result
     generator = torch.Generator().manual_seed(0)

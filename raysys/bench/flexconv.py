@@ -52,13 +52,13 @@ class FlexNetSteps:
 
 
 def kernel_sides(model) -> list:
-    from raysys.nn.ckconv import CKConv
+    from raysys.families.flexconv.layers.ckconv import CKConv
 
     return sorted({max(m.kernel_size()) for m in model.modules() if isinstance(m, CKConv)})
 
 
 def _set_mask_sigma(model, sigma) -> None:
-    from raysys.nn.ckconv import FlexConv
+    from raysys.families.flexconv.layers.ckconv import FlexConv
 
     if sigma is None:
         return

@@ -25,8 +25,8 @@ SUPERPOSITIONS = (1, 2, 4)
 
 
 def build_mimonet(depth: int, width: int, initial_width: int, capacity: int = 4, binding: str = "HRR"):
-    from raysys.models.mimo import DEPTHS, FAMILIES
-    from raysys.models.mimo.network import SuperWideNet
+    from raysys.families.mimoconv.models import DEPTHS, FAMILIES
+    from raysys.families.mimoconv.models.network import SuperWideNet
 
     family = FAMILIES["MIMONet"]
     return SuperWideNet(DEPTHS[depth], 10, 3, width=width, initial_width=initial_width, activation=family.activation,

@@ -27,7 +27,7 @@ SCENARIO = 2
 def _emoji_images(path: str, workdir: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(images (N, 1, 64, 64) in [0, 1], labels, rows per epoch) of the scenario's train split."""
     from raysys.data.formats.stir_npz import SCALES, load_npz
-    from raysys.data.stir_scenarios import split_scales
+    from raysys.families.stir.scenarios import split_scales
 
     npz = Path(path) / "emoji.npz"
     if not npz.is_file():
@@ -68,7 +68,7 @@ def _train_case(model, optimizer, images, labels, batches: int, batch_size: int,
 )
 def bench_stir(ctx: BenchContext) -> None:
     from raysys.models import InputSpec, build_model
-    from raysys.models.stir import MODEL_NAMES
+    from raysys.families.stir.models import MODEL_NAMES
 
     result, device = ctx.result, default_device()
     names = list(MODEL_NAMES) if ctx["models"] == "all" else [n.strip() for n in str(ctx["models"]).split(",")]

@@ -116,7 +116,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    from raysys.eval.stir_analysis import analyse_trained
+    from raysys.families.stir.analysis import analyse_trained
 
     print(json.dumps(analyse_trained(args.run, args.overrides)))
     return 0

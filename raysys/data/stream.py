@@ -177,7 +177,7 @@ def build_datasets(
 
     Small datasets are materialised once, so each epoch streams from memory.
     ``row_filters`` maps a name to a Ray Data expression keeping only matching
-    rows (e.g. a STIR scenario's scales, :mod:`raysys.data.stir_scenarios`);
+    rows (e.g. a STIR scenario's scales, :mod:`raysys.families.stir.scenarios`);
     ``extra_columns`` (e.g. "scale") are read beside ``COLUMNS`` so a
     :class:`BatchCollator` with the same ``extra_columns`` can return them.
     """

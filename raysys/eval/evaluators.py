@@ -6,10 +6,10 @@ and only then turns them into metrics. Images arrive as normalised
 ``(N, C, side, side)`` batches where ``side = evaluate.crop + margin`` of the
 most demanding evaluator; each evaluator crops what it needs.
 
-Registered here: ``accuracy`` (``-e``: top-1/top-5 on the centre crop),
+Registered here: ``accuracy`` (``-e``: top-1/top-5 on the centre crop). A family
+adds its own with ``@register_evaluator("name")``: the antialiased family's
 ``shift-consistency`` (``-es``) and ``diagonal-consistency`` (``-ed``, whose
-per-image arrays become MLflow artifacts). Another family adds its own with
-``@register_evaluator("name")`` (e.g. MIMO's ``dynamic``).
+per-image arrays become MLflow artifacts, :func:`diagonal_files`), MIMO's ``dynamic``.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from raysys.config.schema import config_section
-from raysys.eval import consistency
 from raysys.registry import Registry
 
 
@@ -87,6 +86,11 @@ class Evaluator:
         """Per-image arrays (rows in any order, with an ``index`` column), or None."""
         return None
 
+    @classmethod
+    def table(cls, metrics: Dict[str, float]) -> str:
+        """A CSV of this evaluator's ``metrics`` that ``raysys eval`` logs beside its JSON ("" for none)."""
+        return ""
+
 
 EVALUATORS: Registry[type] = Registry("evaluator", config_key=("evaluate.metrics", "evaluate.after_training"))
 
@@ -98,7 +102,7 @@ def register_evaluator(name: str, aliases=()):
 def center(images: torch.Tensor, size: int) -> torch.Tensor:
     top = (images.shape[-2] - size) // 2
     left = (images.shape[-1] - size) // 2
-    return consistency.crop(images, (top, left), size)
+    return images[:, :, top : top + size, left : left + size]
 
 
 @register_evaluator("accuracy", aliases=["top1", "e"])
@@ -125,71 +129,6 @@ class Accuracy(Evaluator):
         loss, top1, top5, count = totals
         n = max(count, 1)
         return {"eval_loss": loss / n, "eval_top1": 100 * top1 / n, "eval_top5": 100 * top5 / n, "eval_count": count}
-
-
-@register_evaluator("shift-consistency", aliases=["consistency", "es"])
-class ShiftConsistency(Evaluator):
-    """Percent of images classified alike on two random ``crop`` windows: ``main.py -es``."""
-
-    def __init__(self, settings: EvalSettings):
-        super().__init__(settings)
-        self.count = consistency.AgreementCount()
-
-    def margin(self) -> int:
-        return self.settings.max_shift
-
-    def passes(self) -> int:
-        return self.settings.shift_passes
-
-    def update(self, model, images, labels, index, generator) -> None:
-        self.count = self.count + consistency.shift_agreement(model, images, generator, self.settings.crop, self.settings.max_shift)
-
-    def totals(self) -> List[float]:
-        return [self.count.agree, self.count.total]
-
-    def metrics(self, totals: List[float]) -> Dict[str, float]:
-        count = consistency.AgreementCount(int(totals[0]), int(totals[1]))
-        return {"eval_consistency": count.percent, "eval_consistency_pairs": count.total}
-
-
-@register_evaluator("diagonal-consistency", aliases=["diagonal", "ed"])
-class DiagonalConsistency(Evaluator):
-    """Predictions along the diagonal shifts (d, d): ``main.py -ed``; arrays saved as artifacts."""
-
-    def __init__(self, settings: EvalSettings):
-        super().__init__(settings)
-        self.parts: List[Dict[str, np.ndarray]] = []
-
-    def margin(self) -> int:
-        return self.settings.diagonal_offsets - 1
-
-    def update(self, model, images, labels, index, generator) -> None:
-        result = consistency.diagonal_shift(model, images, labels, self.settings.crop, self.settings.diagonal_offsets)
-        part = {name: value.numpy() for name, value in result.items()}
-        part["index"] = index.cpu().numpy().astype(np.int64)
-        self.parts.append(part)
-
-    def totals(self) -> List[float]:
-        corrs = sum(float(p["corrs"].sum()) for p in self.parts)
-        probs = sum(float(p["probs"].sum()) for p in self.parts)
-        same = sum(float((p["preds"] == p["preds"][:, :1]).all(1).sum()) for p in self.parts)
-        images = sum(len(p["index"]) for p in self.parts)
-        return [corrs, probs, same, images]
-
-    def metrics(self, totals: List[float]) -> Dict[str, float]:
-        corrs, probs, same, images = totals
-        cells = max(images * self.settings.diagonal_offsets, 1)
-        return {
-            "eval_diagonal_top1": 100 * corrs / cells,
-            "eval_diagonal_prob": probs / cells,
-            # Images whose prediction is the same at every diagonal shift.
-            "eval_diagonal_stable": 100 * same / max(images, 1),
-        }
-
-    def arrays(self) -> Optional[Dict[str, np.ndarray]]:
-        if not self.parts:
-            return {"index": np.zeros(0, np.int64)}
-        return {key: np.concatenate([p[key] for p in self.parts]) for key in self.parts[0]}
 
 
 def build_evaluators(names: List[str], settings: EvalSettings) -> Dict[str, Evaluator]:

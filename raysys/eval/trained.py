@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from raysys.config.loader import from_container, parse_override
 from raysys.errors import CheckpointError, ConfigError
+from raysys.eval.evaluators import EVALUATORS
 from raysys.track import runs
 from raysys.track.uri import resolve_tracking_uri
 from raysys.train import checkpoint as ckpt
@@ -126,7 +127,6 @@ def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
 
 def evaluate_trained(target: str, overrides: Sequence[str], names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Evaluate a trained model; metrics and a JSON (and per-mode CSV) artifact go into its run."""
-    from raysys.eval.superposition import mode_rows
     from raysys.driver.evaluation import run_evaluation
 
     trained = resolve(target, overrides)
@@ -140,9 +140,8 @@ def evaluate_trained(target: str, overrides: Sequence[str], names: Optional[Sequ
         uri = cfg.tracking.uri
         stem = "eval/" + "-".join(chosen)
         runs.log_text(uri, trained.run_id, json.dumps({"overrides": list(overrides), **result}, indent=2), f"{stem}.json")
-        rows = mode_rows(result)
-        if rows:
-            lines = ["superposition,top1,images_per_sec,count"] + [
-                f"{r['superposition']},{r['top1']:.4f},{r['images_per_sec']:.2f},{int(r['count'])}" for r in rows]
-            runs.log_text(uri, trained.run_id, "\n".join(lines) + "\n", f"{stem}.csv")
+        tables = [EVALUATORS.get(name).table(result) for name in chosen]
+        csv_text = "".join(t for t in tables if t)
+        if csv_text:
+            runs.log_text(uri, trained.run_id, csv_text, f"{stem}.csv")
     return result

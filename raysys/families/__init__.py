@@ -84,7 +84,7 @@ def names() -> List[str]:
 def owns(package: str, *modules: str) -> None:
     """Declare that ``modules`` (and their submodules) belong to the family ``package``, and import them.
 
-    A family's ``__init__`` calls ``owns(__name__, "raysys.models.flexnet", ...)`` for its modules
+    A family's ``__init__`` calls ``owns(__name__, "raysys.models.<module>", ...)`` for its modules
     that do not live in its folder yet.
     """
     family = package.rsplit(".", 1)[-1]

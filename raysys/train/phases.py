@@ -2,7 +2,7 @@
 
 A plain run is one phase of ``train.epochs`` epochs. A cross-resolution run
 (the ``cross_res`` section, FlexConv's ``run_crossres.py``; only FlexConv runs have it:
-raysys/models/flexnet_config.py) is two: train at
+raysys/families/flexconv/config.py) is two: train at
 ``cross_res.source_res``, then -- after the recipe adapts the model to the new
 resolution and the model is evaluated "out of the box" -- fine-tune at
 ``cross_res.target_res`` for ``cross_res.finetune_epochs`` with a fresh

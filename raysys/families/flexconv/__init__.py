@@ -1,19 +1,10 @@
 """FlexConv (Romero et al., ICLR 2022, rjbruin/flexconv): FlexNets of continuous kernels with learned sizes.
 
 Registers the ``net``, ``kernel``, ``conv``, ``mask`` and ``cross_res`` sections and the
-``train.mask_params_lr_factor`` / ``train.omega_0_lr_factor`` fields, the ``flexnet`` model,
-the ``flexconv`` recipe, and the ``run_experiment.py`` / ``run_crossres.py`` translators.
-Presets: ``flexconv/*``.
+``train.mask_params_lr_factor`` / ``train.omega_0_lr_factor`` fields (``config``), the
+``flexnet`` model (``models``), the ``flexconv`` recipe (``recipe``, with the aliasing
+regularizer of ``aliasing``), and the ``run_experiment.py`` / ``run_crossres.py`` translators
+(``legacy``). Layers: ``layers``. Presets: ``flexconv/*``. See README.md.
 """
-from raysys.families import owns
-
-owns(
-    __name__,
-    "raysys.models.flexnet_config",
-    "raysys.models.flexnet",
-    "raysys.train.recipes.aliasing",
-    "raysys.train.recipes.flexconv",
-    "raysys.legacy.flexconv_flags",
-    "raysys.legacy.flexconv_run_experiment",
-    "raysys.legacy.flexconv_run_crossres",
-)
+from raysys.families.flexconv import aliasing, config, models, recipe  # noqa: F401  (register)
+from raysys.families.flexconv.legacy import run_crossres, run_experiment  # noqa: F401  (register)

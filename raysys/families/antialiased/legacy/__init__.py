@@ -1,0 +1,1 @@
+"""Translator of antialiased-cnns' command line (its ImageNet example's ``main.py``)."""
