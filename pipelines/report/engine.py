@@ -25,9 +25,8 @@ from raysys.errors import ConfigError
 from raysys.registry import Registry
 from raysys.track import identity, runs
 from raysys.train.locations import pin_locations
-from raysys.tune.space import Space, load_space
+from raysys.tune.space import Space, find_space, load_space
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "tune_spaces"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class ReportDefinition:
     builder: Optional[Callable[..., Tuple["Report", List[Path]]]] = None
 
     def space_path(self) -> Path:
-        return SPACES_DIR / self.space
+        return find_space(self.space)
 
 
 REPORTS: Registry[ReportDefinition] = Registry("report", discover=False)
@@ -311,5 +310,7 @@ def summary(report: Report, out: Path) -> dict:
 def require_known(name: str) -> None:
     if name not in REPORTS:
         REPORTS.get(name)  # raises ConfigError with suggestions
-    if not REPORTS.get(name).space_path().is_file():
-        raise ConfigError(f"report {name!r}: its tune space {REPORTS.get(name).space_path()} is missing")
+    try:
+        REPORTS.get(name).space_path()
+    except ConfigError as exc:
+        raise ConfigError(f"report {name!r}: {exc}") from None

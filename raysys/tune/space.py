@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -235,15 +236,41 @@ def apply_space_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dic
     return data
 
 
+SPACES_ENV = "RAYSYS_TUNE_SPACES"
+
+
+def space_dirs() -> List[Path]:
+    """Where a tune space given by name (no folder) is looked for, in this order.
+
+    ``$RAYSYS_TUNE_SPACES`` (folders separated by ``os.pathsep``), ``./tune_spaces``, and the
+    ``tune_spaces`` folder beside the installed ``raysys`` package (a checkout or an editable install).
+    """
+    configured = [Path(p) for p in os.environ.get(SPACES_ENV, "").split(os.pathsep) if p]
+    return [*configured, Path.cwd() / "tune_spaces", Path(__file__).resolve().parents[2] / "tune_spaces"]
+
+
+def find_space(name: str | Path) -> Path:
+    """The tune space file ``name`` names: a path, or a name looked up in :func:`space_dirs`."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.parent == Path("."):
+        leaf = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+        for folder in space_dirs():
+            if (folder / leaf).is_file():
+                return folder / leaf
+        folders = ", ".join(str(f) for f in dict.fromkeys(space_dirs()))
+        raise ConfigError(f"tune space {name} does not exist (looked in {folders}; set {SPACES_ENV} to add folders)")
+    raise ConfigError(f"tune space {path} does not exist")
+
+
 def load_space(path: str | Path, overrides: Sequence[str] = (), *, check_trials: bool = True) -> Space:
     """Read, override and validate a space; every trial's config is checked now, before any trial starts.
 
     ``check_trials=False`` skips loading each row's Config (a full preset load
     per row): for readers that need only the space's fields, rows and seeds.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"tune space {path} does not exist")
+    path = find_space(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
