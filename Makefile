@@ -10,19 +10,25 @@ FASHION_DIR ?= /usr/share/datasets/fashion-mnist
 SHARDS := data/shards/fashion-mnist
 PYTEST_FLAGS ?=
 
-.PHONY: demo test test-slow test-all install data-packages clean help
+.PHONY: demo test test-slow test-all install data-packages stir-glyphs gpu-check gpu-check-bare clean help
 
 help:
-	@echo "make demo | make test | make test-slow | make clean"
+	@echo "make demo | make test | make test-slow | make gpu-check | make clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV)/bin/raysys --version
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) stir-glyphs
+
+# STIR emoji's Font Awesome Free 5.15.3 (npm tarball, sha512-pinned, cached in ~/.cache/raysys/fontawesome or
+# $RAYSYS_CACHE_DIR/fontawesome; docs/stir.md). Offline: a warning, and emoji needs --glyphs fontawesome6.
+stir-glyphs: $(STAMP)
+	@$(PY) -m raysys stir fetch-glyphs >/dev/null || echo "warning: Font Awesome 5.15.3 not fetched; STIR emoji needs it (or --glyphs fontawesome6)"
 
 # Debian's Fashion-MNIST package (real IDX files, offline). Needs root; skipped otherwise.
 data-packages:
@@ -42,6 +48,15 @@ test-all: install data-packages
 
 demo: install data-packages
 	$(PY) -m pipelines.demo --fashion-dir "$(FASHION_DIR)" --shards $(SHARDS)
+
+# One GPU node: does raysys work here, and how fast (docs/BENCHMARKS.md#gpu-check). Writes gpu-check/gpu-check.{json,md}.
+GPU_CHECK_OUT ?= gpu-check
+gpu-check: install
+	$(PY) -m raysys bench gpu --set out=$(GPU_CHECK_OUT)
+
+# The torch-only tier, on any python with torch + torchvision (no venv, no Ray).
+gpu-check-bare:
+	$${GPU_PYTHON:-python3} raysys/bench/gpu.py --tier bare --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) runs mlflow.db mlartifacts data/shards .pytest_cache

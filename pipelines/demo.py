@@ -67,6 +67,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("overrides", nargs="*", help="extra overrides for the demo preset")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from raysys.cli.main import stop_ray_output
+    from raysys.console import phase, rayout
+
+    phase("demo: finding Fashion-MNIST and its shards")
+    rayout.prepare("demo")  # Ray's own output into a log file, before Ray is imported
     try:
         from raysys.config import load_config
         from raysys.driver.training import run_training
@@ -74,10 +79,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         source = find_fashion_mnist(args.fashion_dir, Path("data/downloads"))
         ensure_shards(source, args.shards)
         cfg = load_config(PRESET, [f"data.path={args.shards}", *args.overrides])
-        summary = run_training(cfg, progress=sys.stderr.isatty())
+        summary = run_training(cfg, progress=True)
     except RaysysError as exc:
+        stop_ray_output()  # nothing after the error line
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    stop_ray_output()  # Ray Data's bars and Ray's forwarded output end before the last lines
     db = summary["tracking_uri"]
     print(f"\nMLflow UI:  mlflow ui --backend-store-uri {db}   (then open http://127.0.0.1:5000)")
     print(json.dumps(summary))
@@ -85,4 +92,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from raysys.cli.main import exit_silently
+
+    exit_silently(main())  # exits right after the JSON line, nothing printed after it

@@ -61,3 +61,37 @@ def test_tiny_imagenet_run_logs_accuracy_and_consistency(ray_cluster, workdir):
     assert artifacts == {f"diagonal/diag_{k}.npy" for k in ("probs", "probs2", "corrs", "preds")}
     local = client.download_artifacts(summary["run_id"], "diagonal/diag_corrs.npy", str(workdir))
     assert np.load(local).shape == (8, 9)
+
+
+@pytest.mark.slow
+def test_resume_continues_an_original_checkpoint(ray_cluster, workdir):
+    """main.py --resume: a fresh run starts at the checkpoint's epoch, lr and optimizer, and knows its best top-1."""
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.prepare import prepare
+    from raysys.driver.training import run_training
+    from raysys.models import create_model
+
+    shards = workdir / "shards"
+    prepare("imagenet", str(write_imagefolder(workdir / "imagefolder")), str(shards))
+    model = create_model("resnet18_lpf4", num_classes=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    checkpoint = workdir / "checkpoint.pth.tar"  # the original's layout: DataParallel prefixes, percent top-1
+    torch.save({"epoch": 2, "arch": "resnet18_lpf4", "best_acc1": torch.tensor(99.0),
+                "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict()}, checkpoint)
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    cfg = load_config("antialiased/scratch-resnet18_lpf4", [
+        f"data.path={shards.as_uri()}", "data.resize=32", "train.epochs=3", "train.batch_size=8",
+        "train.scheduler_params.step_size=1", "train.recipe=antialiased-resume", f"antialias.weights={checkpoint}",
+        f"tracking.uri={uri}", f"checkpoint.storage_path={workdir / 'runs'}", "evaluate.after_training=[]",
+    ])
+    summary = run_training(cfg, progress=False)
+    client = MlflowClient(tracking_uri=uri)
+    epochs = client.get_metric_history(summary["run_id"], "epoch")
+    assert [m.value for m in epochs] == [3]  # only the third epoch ran
+    metrics = client.get_run(summary["run_id"]).data.metrics
+    # lr is logged after the epoch's steps: epoch 3 trained at 0.1 * 0.1**2 (step_size 1), then the schedule stepped on
+    assert metrics["lr"] == pytest.approx(0.1 * 0.1 ** 3)
+    assert metrics["best_test_acc"] == pytest.approx(0.99)

@@ -21,7 +21,7 @@ from torchvision.models import get_model_weights
 
 from raysys.config import load_config
 from raysys.errors import ConfigError
-from raysys.models import MODELS, InputSpec, build_model
+from raysys.models import MODELS, InputSpec, build_model, create_model
 from raysys.families.antialiased.models import (
     ARCHITECTURES, antialias, build_antialiased, build_baseline, load_baseline_weights,
 )
@@ -37,7 +37,7 @@ _cache: dict = {}
 def lpf4(arch: str) -> nn.Module:
     if arch in _cache:
         return _cache[arch]
-    model = MODELS.get(f"{arch}_lpf4")(None, IMAGENET).eval()
+    model = create_model(f"{arch}_lpf4").eval()  # keyword defaults: 3 channels, 1000 classes
     if arch in _SHARED:
         _cache[arch] = model
     return model
@@ -237,7 +237,7 @@ def test_feature_maps_have_the_baseline_size(arch, side, feature_side):
 @pytest.mark.parametrize("size", range(1, 8))
 def test_every_filter_size_builds_and_runs_on_small_inputs(size):
     """resnet18 on 32x32: layer4 sees 2x2 maps, too small to reflect for f >= 4 (issue #47)."""
-    model = MODELS.get(f"resnet18_lpf{size}")(None, InputSpec(1, 32, 10)).eval()
+    model = create_model(f"resnet18_lpf{size}", in_channels=1, num_classes=10).eval()
     assert {b.filt_size for b in blurpools(model)} == {size}
     with torch.no_grad():
         assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
@@ -258,9 +258,32 @@ def test_config_section_sets_the_pad_type():
 
 
 def test_baseline_names_build_torchvision_models():
-    model = MODELS.get("resnet18")(None, InputSpec(3, 224, 10))
+    model = create_model("resnet18", num_classes=10)
     assert type(model) is torchvision.models.ResNet and not blurpools(model)
     assert model.fc.out_features == 10
+    # The baselines are shared models (raysys/models/torchvision_models.py), the _lpf models the family's.
+    assert MODELS.family("resnet18") is None and MODELS.family("resnet18_lpf4") == "antialiased"
+
+
+def test_models_build_from_keyword_arguments_without_a_config():
+    model = create_model("resnet18_lpf3", num_classes=10, in_channels=1, pad_type="zero")
+    assert {(b.filt_size, b.pad_type) for b in blurpools(model)} == {(3, "zero")}
+    assert model.conv1.in_channels == 1 and model.fc.out_features == 10
+    cfg = load_config("antialiased/scratch-resnet18_lpf4", ["antialias.pad_type=replicate"])
+    from raysys.models import model_kwargs
+
+    assert model_kwargs(cfg, InputSpec(3, 224, 10)) == dict(
+        num_classes=10, in_channels=3, pad_type="replicate", weights="", finetune=False)
+    cfg = load_config("antialiased/finetune-resnet50_lpf4")
+    assert model_kwargs(cfg, IMAGENET)["finetune"] is True and model_kwargs(cfg, IMAGENET)["weights"].endswith("resnet50.pth")
+    cfg = load_config("antialiased/eval-resnext50_32x4d")
+    assert model_kwargs(cfg, IMAGENET) == dict(num_classes=1000, in_channels=3, weights=cfg.antialias.weights)
+
+
+def test_mobilenet_v2_classifier_has_no_dropout_as_the_original():
+    """antialiased_cnns/mobilenet.py:139-142 comments the Dropout(0.2) out; torchvision's baseline keeps it."""
+    assert not any(isinstance(m, nn.Dropout) for m in lpf4("mobilenet_v2").modules())
+    assert any(isinstance(m, nn.Dropout) for m in create_model("mobilenet_v2", num_classes=10).modules())
 
 
 def test_antialias_refuses_unknown_and_already_antialiased_models():

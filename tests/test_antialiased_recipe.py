@@ -75,18 +75,21 @@ def test_baseline_weights_initialise_the_antialiased_model_for_finetuning(tmp_pa
     baseline = build_baseline("resnet18", num_classes=10)
     path = tmp_path / "resnet18.pth"
     torch.save(baseline.state_dict(), path)
-    model = build_model(_small_cfg(f"antialias.weights={path}"), InputSpec(3, 224, 10))
+    model = build_model(_small_cfg(f"antialias.weights={path}", "train.recipe=antialiased-finetune"), InputSpec(3, 224, 10))
     for (name, theirs), ours in zip(baseline.state_dict().items(), model.state_dict().values()):
         assert torch.equal(theirs, ours), name
+    # Outside fine-tuning a baseline's file is refused for an antialiased model.
+    with pytest.raises(CheckpointError, match="torchvision baseline's file.*antialiased-finetune"):
+        build_model(_small_cfg(f"antialias.weights={path}"), InputSpec(3, 224, 10))
 
 
 def test_missing_or_mismatched_weights_are_one_line_errors(tmp_path):
-    with pytest.raises(CheckpointError, match=r"does not exist .*never downloads"):
+    with pytest.raises(CheckpointError, match=r"does not exist \(give a local file or an http\(s\) URL\)"):
         build_model(_small_cfg(f"antialias.weights={tmp_path / 'nope.pth'}"), InputSpec(3, 224, 10))
     other = tmp_path / "resnet34.pth"
     torch.save({"state_dict": build_baseline("resnet34", num_classes=10).state_dict()}, other)
     with pytest.raises(CheckpointError, match=r"do not fit ResNet: \d+ unexpected keys"):
-        build_model(_small_cfg(f"antialias.weights={other}"), InputSpec(3, 224, 10))
+        build_model(_small_cfg(f"antialias.weights={other}", "train.recipe=antialiased-finetune"), InputSpec(3, 224, 10))
     with pytest.raises(CheckpointError, match="refusing to load"):
         (tmp_path / "bad.pth").write_bytes(b"not a pickle")
         read_state_dict(tmp_path / "bad.pth")
@@ -137,7 +140,7 @@ class Fixed(nn.Module):
 
 
 def test_accuracy_uses_the_centre_crop_and_counts_top1_top5():
-    settings = EvalSettings(crop=4, max_shift=2, shift_passes=1, diagonal_offsets=3)
+    settings = EvalSettings(crop=4, options={"max_shift": 2, "shift_passes": 1, "diagonal_offsets": 3})
     evaluators = build_evaluators(["accuracy", "es", "diagonal"], settings)
     assert list(evaluators) == ["accuracy", "shift-consistency", "diagonal-consistency"]
     assert image_side(evaluators, settings) == 6
@@ -224,12 +227,13 @@ def test_every_seed_command_translates(command, weights_dir):
         assert translation.command == "train"
     if "--pretrained" in command:
         assert cfg.antialias.weights.startswith(str(weights_dir)) and arch in cfg.antialias.weights
-    if "-ba 2" in command:
-        assert cfg.train.batch_size * cfg.train.accumulate_steps == 256 and not cfg.train.accumulate_sum
+    if "-ba 2" in command:  # the original adds the 2 gradients (main.py:454-460)
+        assert cfg.train.batch_size * cfg.train.accumulate_steps == 256 and cfg.train.accumulate_sum
     if "--finetune" in command:
         assert cfg.antialias.weights.endswith("resnet50-0676ba61.pth") and cfg.train.lr == 0.01 and cfg.train.epochs == 60
+        assert cfg.train.recipe == "antialiased-finetune"
     if "--cos_lr" in command:
-        assert cfg.train.scheduler == "cosine" and cfg.train.epochs == 150 and cfg.train.weight_decay == 4e-5
+        assert cfg.train.scheduler == "epoch_cosine" and cfg.train.epochs == 150 and cfg.train.weight_decay == 4e-5
 
 
 def test_recipe_defaults_match_the_original():
@@ -240,11 +244,15 @@ def test_recipe_defaults_match_the_original():
     assert cfg.checkpoint.score_attribute == "test_acc" and cfg.data.resize == 224
 
 
-def test_pretrained_without_a_local_file_explains_how_to_supply_one(tmp_path, monkeypatch, capsys):
+def test_pretrained_without_a_local_file_names_the_originals_url(tmp_path, monkeypatch, capsys):
+    """--print needs no weights: the URL is fetched (torch.hub cache, hash check) when the model is built."""
     monkeypatch.setenv("RAYSYS_WEIGHTS_DIR", str(tmp_path))
-    assert main(["legacy", "--print", "--", "python", "main.py", "-a", "resnet50_lpf4", "--pretrained", "-e"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "no local weights for resnet50_lpf4" in err and "never downloads" in err and "--weights PATH" in err
+    assert main(["legacy", "--print", "--", "python", "main.py", "-a", "resnet50_lpf4", "--pretrained", "-e"]) == 0
+    out = capsys.readouterr().out
+    assert ("antialias.weights=https://antialiased-cnns.s3.us-east-2.amazonaws.com/weights_v0.1/"
+            "resnet50_lpf4_finetune-cad66808.pth") in out
+    assert main(["legacy", "--print", "--", "python main.py -a resnet152_lpf3 --pretrained -e"]) == 2
+    assert "publishes no resnet152_lpf3 weights" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag,reason", [("--dist-url", "process group"), ("--no-data-aug", "RandomResizedCrop"), ("--bogus", "unsupported flag")])

@@ -451,6 +451,11 @@ def ray_tripwire(monkeypatch):
     monkeypatch.setattr("raysys.tune.sweep.ensure_ray", reached)
 
 
+def without_phases(err: str) -> str:
+    """stderr less the phase lines (``raysys [  0.1s] ...``, docs/console.md) that precede any error."""
+    return "\n".join(line for line in err.splitlines() if not line.startswith("raysys ["))
+
+
 def run_case(case: Case, tmp: Path, shards: Path, capfd, monkeypatch) -> None:
     from raysys.cli.main import main
 
@@ -461,7 +466,7 @@ def run_case(case: Case, tmp: Path, shards: Path, capfd, monkeypatch) -> None:
     if case.patch:
         case.patch(monkeypatch)
     code = main(argv_of(case, tmp, data))
-    err = capfd.readouterr().err
+    err = without_phases(capfd.readouterr().err)
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == case.exit_code, err[-3000:]
     assert len(lines) == 1, err[-3000:]
@@ -496,6 +501,7 @@ def test_cli_subprocess_prints_one_line_and_exits_non_zero(tmp_path):
 
     result = run_cli("train", P, "train.epochz=2", cwd=tmp_path)
     assert result.returncode == 2
+    result.stderr = without_phases(result.stderr)
     assert result.stderr.strip() == "error: unknown config key 'train.epochz' (did you mean: train.epochs?)" or \
         matches(result.stderr.strip(), "error: unknown config key 'train.epochz' (did you mean: train.epochs…?)")
 

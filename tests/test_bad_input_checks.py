@@ -112,7 +112,7 @@ def test_misspelt_param_gets_a_suggestion(tmp_path):
 def test_params_inherited_from_the_preset_chain_pass(tmp_path):
     """A preset cannot delete what its base gives: a cosine preset over a step base carries step_size, unused."""
     cfg = cfg_of(preset="antialiased/scratch-mobilenet_v2_lpf4", tmp=tmp_path)
-    assert cfg.train.scheduler == "cosine" and "step_size" in cfg.train.scheduler_params
+    assert cfg.train.scheduler == "epoch_cosine" and "step_size" in cfg.train.scheduler_params
     check_values(cfg)
     # Switching a step preset to cosine (legacy --cos_lr) keeps the preset's step_size: not the user's choice.
     step = "antialiased/scratch-resnet50_lpf4"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from raysys.errors import CheckpointError
-from raysys.models import MODELS, InputSpec
+from raysys.models import create_model
 from raysys.train import checkpoint as ckpt
 
 
@@ -44,17 +44,17 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 
 def test_checkpoint_of_another_model_is_refused():
-    small = MODELS.get("cifar_resnet20")(None, InputSpec(3, 32, 10))
-    big = MODELS.get("cifar_resnet32")(None, InputSpec(3, 32, 10))
+    small = create_model("cifar_resnet20", in_channels=3, num_classes=10)
+    big = create_model("cifar_resnet32", in_channels=3, num_classes=10)
     with pytest.raises(CheckpointError, match=r"does not fit model CIFARResNet: .*missing keys"):
         ckpt.load_model_state(big, small.state_dict(), "resnet20.pt")
-    other_classes = MODELS.get("cifar_resnet20")(None, InputSpec(3, 32, 100))
+    other_classes = create_model("cifar_resnet20", in_channels=3, num_classes=100)
     with pytest.raises(CheckpointError, match=r"shape mismatches \(e.g. linear.bias"):
         ckpt.load_model_state(other_classes, small.state_dict(), "resnet20.pt")
 
 
 def test_ddp_prefix_is_stripped():
-    model = MODELS.get("cifar_resnet20")(None, InputSpec(1, 28, 10))
+    model = create_model("cifar_resnet20", in_channels=1, num_classes=10)
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     ckpt.load_model_state(model, state, "ddp.pt")
 

@@ -89,7 +89,8 @@ def test_cli_refuses_bad_input_before_ray_with_one_line(tmp_path):
     result = run_cli("train", DEMO, "train.epoch=2", cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["error: unknown config key 'train.epoch' (did you mean: train.epochs, train.amp, train.recipe?)"]
+    assert lines[-1] == "error: unknown config key 'train.epoch' (did you mean: train.epochs, train.amp, train.recipe?)"
+    assert all(line.startswith("raysys [") for line in lines[:-1])  # only the phase lines before it
     assert not (tmp_path / "mlflow.db").exists()  # nothing started
 
 

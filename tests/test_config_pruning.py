@@ -13,6 +13,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from raysys.config import renames
 from raysys.config.loader import _preset_layers, _flat_keys, flatten, from_container, list_presets, load_config, to_yaml
 from raysys.config.schema import key_family, root_schema, section_names, used_families
 from raysys.errors import ConfigError
@@ -20,7 +21,7 @@ from raysys.track import identity
 
 RESNET20 = "cifar-resnet/fashion-mnist-resnet20"
 FAMILY_SECTIONS = {
-    "flexconv": {"net", "kernel", "conv", "mask", "cross_res"},
+    "flexconv": {"flexconv", "cross_res"},
     "mimoconv": {"mimo", "superposition", "mimo_recipe"},
     "antialiased": {"antialias"},
     "stir": {"stir"},
@@ -39,7 +40,7 @@ def test_sections_belong_to_their_families():
     for family, sections in FAMILY_SECTIONS.items():
         assert {name for name, owner in owners.items() if owner == family} == sections
     assert {key_family(k) for k in FLEXCONV_TRAIN_FIELDS} == {"flexconv"}
-    assert key_family("train.lr") is None and key_family("kernel.regularize_params.target") == "flexconv"
+    assert key_family("train.lr") is None and key_family("flexconv.kernel.regularize_params.target") == "flexconv"
 
 
 def test_resnet20_print_config_has_no_family_key():
@@ -52,7 +53,7 @@ def test_resnet20_print_config_has_no_family_key():
     assert len(text.splitlines()) < 100  # 166 when every family's sections were in every run
     printed = yaml.safe_load(text)
     assert set(printed) - {"preset", "paper", "seed", "run_name", "deterministic"} == SHARED_SECTIONS
-    for word in ("antialias", "pad_type", "superposition", "mimo", "kernel", "mask", "cross_res", "stir"):
+    for word in ("antialias", "pad_type", "superposition", "mimo", "flexconv", "kernel", "mask", "cross_res", "stir"):
         assert word not in text, word
 
 
@@ -87,15 +88,15 @@ def test_a_preset_keeps_the_sections_of_its_families(preset, families):
 
 def test_flexconv_preset_keeps_its_values():
     cfg = load_config("flexconv/crossres-cifar10-flexnet7")
-    assert cfg.train.mask_params_lr_factor == 0.1 and cfg.cross_res.source_res == 16 and cfg.conv.horizon == "33"
+    assert cfg.train.mask_params_lr_factor == 0.1 and cfg.cross_res.source_res == 16 and cfg.flexconv.conv.horizon == "33"
 
 
 def test_an_override_can_switch_families():
-    cfg = load_config(RESNET20, ["model.name=flexnet", "kernel.omega_0=10.0"])
-    assert cfg.kernel.omega_0 == 10.0 and "cross_res" in cfg and "antialias" not in cfg
+    cfg = load_config(RESNET20, ["model.name=flexnet", "flexconv.kernel.omega_0=10.0"])
+    assert cfg.flexconv.kernel.omega_0 == 10.0 and "cross_res" in cfg and "antialias" not in cfg
     # an evaluator names a family too
     cfg = load_config(RESNET20, ["evaluate.after_training=[accuracy,dynamic]"])
-    assert "superposition" in cfg and "net" not in cfg
+    assert "superposition" in cfg and "flexconv" not in cfg
     with pytest.raises(ConfigError, match="bad value for 'evaluate.metrics'"):
         load_config(RESNET20, ["evaluate.metrics=[acuracy]"])
 
@@ -103,7 +104,8 @@ def test_an_override_can_switch_families():
 @pytest.mark.parametrize("override, family", [
     ("antialias.pad_type=zero", "antialiased"),
     ("superposition.capacity=4", "mimoconv"),
-    ("kernel.regularize_params.factor=0.1", "flexconv"),
+    ("flexconv.kernel.regularize_params.factor=0.1", "flexconv"),
+    ("kernel.regularize_params.factor=0.1", "flexconv"),  # its old name
     ("stir.evaluation=2", "stir"),
     ("train.mask_params_lr_factor=0.1", "flexconv"),
 ])
@@ -112,7 +114,8 @@ def test_an_override_of_an_unused_family_is_refused_in_one_line(override, family
         load_config(RESNET20, [override])
     message = str(err.value)
     assert "\n" not in message
-    assert f"belongs to family {family}" in message and "'cifar_resnet20'" in message and override.split("=")[0] in message
+    assert f"belongs to family {family}" in message and "'cifar_resnet20'" in message
+    assert renames.current_key(override.split("=")[0]) in message
 
 
 def test_every_preset_sets_only_keys_of_the_families_it_uses_and_round_trips():
@@ -134,23 +137,23 @@ def full_config(preset, overrides=()):
 
 def test_an_old_full_config_yaml_loads_and_is_pruned(tmp_path):
     old = full_config(RESNET20)
-    assert {"antialias", "net", "superposition", "stir"} <= set(old) and "mask_params_lr_factor" in old["train"]
+    assert {"antialias", "flexconv", "superposition", "stir"} <= set(old) and "mask_params_lr_factor" in old["train"]
     path = tmp_path / "config.yaml"
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
     cfg = from_container(yaml.safe_load(path.read_text()))
     assert OmegaConf.to_container(cfg) == OmegaConf.to_container(load_config(RESNET20))
     # a checkpoint of a FlexConv run keeps its sections and values
-    old = full_config("flexconv/cifar10-flexnet7", ["kernel.omega_0=10.0"])
+    old = full_config("flexconv/cifar10-flexnet7", ["flexconv.kernel.omega_0=10.0"])
     cfg = from_container(old)
-    assert cfg.kernel.omega_0 == 10.0 and "antialias" not in cfg and cfg.train.mask_params_lr_factor == 0.1
+    assert cfg.flexconv.kernel.omega_0 == 10.0 and "antialias" not in cfg and cfg.train.mask_params_lr_factor == 0.1
 
 
 def test_an_old_checkpoint_config_loads_for_evaluation():
-    from raysys.eval.trained import apply_eval_overrides
+    from raysys.driver.checkpoints import apply_eval_overrides
 
-    state = {"config": full_config("antialiased/eval-resnet18_lpf4")}  # as raysys/eval/trained.py reads a checkpoint
+    state = {"config": full_config("antialiased/eval-resnet18_lpf4")}  # as raysys/driver/checkpoints.py reads a checkpoint
     cfg = apply_eval_overrides(from_container(state["config"]), ["evaluate.limit=5"])
-    assert cfg.evaluate.limit == 5 and cfg.antialias.pad_type == "reflect" and "net" not in cfg
+    assert cfg.evaluate.limit == 5 and cfg.antialias.pad_type == "reflect" and "flexconv" not in cfg
 
 
 # Computed before configs were pruned (every family's sections in every config): run names and
@@ -178,14 +181,24 @@ def recorded(fingerprint):
     return SimpleNamespace(data=SimpleNamespace(tags={identity.FINGERPRINT_TAG: fingerprint}))
 
 
+# Presets whose defaults changed since (docs/fidelity.md): their old runs match only with the old behaviour.
+# Shared defaults changed since: fp16 autocast was on by default; the originals train in fp32.
+OLD_DEFAULTS = ["train.amp=true"]
+OLD_BEHAVIOUR = {"flexconv/crossres-cifar10-resnet44": ["train.augment=resnet", "cross_res.finetune_from=last"]}
+
+
 @pytest.mark.parametrize("preset, overrides, _, old_fingerprint", BEFORE_PRUNING)
 def test_a_run_recorded_before_pruning_is_still_the_same_run(preset, overrides, _, old_fingerprint):
+    # every preset's runs of then trained under train.amp=true, the default then
+    assert identity.match(recorded(old_fingerprint), identity.fingerprint(load_config(preset, overrides))) == identity.STALE
+    overrides = [*overrides, *OLD_DEFAULTS, *OLD_BEHAVIOUR.get(preset, [])]
     cfg = load_config(preset, overrides)
     fp = identity.fingerprint(cfg)
-    assert fp.accepted == (str(fp), old_fingerprint)  # this config's (what new runs record), and the old one
+    assert fp.accepted[0] == str(fp) and old_fingerprint in fp.accepted  # this config's (what new runs record), and the old one
     assert identity.match(recorded(old_fingerprint), fp) == identity.SAME  # recorded before pruning
     assert identity.match(recorded(str(fp)), fp) == identity.SAME  # recorded after
-    assert identity.fingerprint(full_config(preset, overrides)) == old_fingerprint  # the full config's, as then
+    # the full config's, as then (under the names of then: raysys/config/renames.py)
+    assert old_fingerprint in identity.fingerprint(full_config(preset, overrides)).accepted
     changed = load_config(preset, [*overrides, "train.epochs=7"])
     assert identity.match(recorded(old_fingerprint), identity.fingerprint(changed)) == identity.STALE
     assert identity.match(recorded(str(fp)), identity.fingerprint(changed)) == identity.STALE
@@ -196,3 +209,20 @@ def test_fingerprint_of_a_plain_dict_and_of_the_config_agree():
     tree = OmegaConf.to_container(cfg, resolve=True)
     assert identity.fingerprint(tree).accepted == identity.fingerprint(cfg).accepted
     assert identity.accepted("0123456789abcdef") == ("0123456789abcdef",)
+
+
+# Fingerprints recorded at 21d84e8 (2026-12-02): pruned configs, FlexConv's old section names, the
+# consistency evaluators' fields still in the shared evaluate section, train.amp's old default.
+RECORDED_2026_12_02 = {
+    "cifar-resnet/fashion-mnist-resnet20": "f6cb021741dff3cc",
+    "stir/emoji": "6ce60a570137adf2",
+    "antialiased/scratch-resnet18_lpf4": "ae2befb21dc6b3d7",
+    "flexconv/cifar10-flexnet7": "ed40ba8051924666",
+    "mimoconv/cifar10-mimonet28-10-n2": "79ba487ee54100d8",
+}
+
+
+@pytest.mark.parametrize("preset, old_fingerprint", sorted(RECORDED_2026_12_02.items()))
+def test_a_run_recorded_before_the_renames_and_moves_is_still_the_same_run(preset, old_fingerprint):
+    assert identity.match(recorded(old_fingerprint), identity.fingerprint(load_config(preset, OLD_DEFAULTS))) == identity.SAME
+    assert identity.match(recorded(old_fingerprint), identity.fingerprint(load_config(preset))) == identity.STALE

@@ -1,30 +1,26 @@
-"""One folder per paper: a family imports no other family, and the shared core imports no family."""
+"""One folder per paper: a family imports no other family, and the shared core imports no family.
+
+The layer order, and that a family's layers and models import no Ray or MLflow, are in
+tests/test_layers.py.
+"""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.test_layers import imports, module_name
 
 FAMILIES = sorted(p.name for p in (REPO / "raysys" / "families").iterdir() if (p / "__init__.py").is_file())
 # Entry points may call into a family's own code (its benchmark, its report figures, `raysys stir`).
 ENTRY_POINTS = ("raysys/bench/", "raysys/cli/")
 
 
-def imported_modules(path: Path):
-    """Every module ``path`` imports, at any depth (function-level imports included)."""
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)
-
-
 def family_imports(path: Path):
-    return {m.split(".")[2] for m in imported_modules(path) if m.startswith("raysys.families.") and m.count(".") >= 2}
+    """The families ``path`` imports, at any depth (function-level and relative imports included)."""
+    targets = {item.target for item in imports(module_name(path))}
+    return {m.split(".")[2] for m in targets if m.startswith("raysys.families.") and m.count(".") >= 2}
 
 
 def test_there_are_the_four_papers():
@@ -56,20 +52,3 @@ def test_each_family_has_a_readme_presets_and_registers_something():
         assert (folder / "README.md").is_file()
         assert family in papers
         assert any(MODELS.family(name) == family for name in MODELS.names()), family
-
-
-def test_layers_models_and_the_registries_import_no_ray_or_mlflow():
-    """Models are usable from plain Python: their import closure (and the families' registrations) has no Ray or MLflow."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        + "".join(f"import raysys.families.{f}.models\n" for f in FAMILIES)
-        + "import raysys.models, raysys.families\n"
-        "raysys.families.discover()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"

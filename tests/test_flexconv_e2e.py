@@ -18,8 +18,8 @@ from tests.conftest import REPO
 PRESET = "flexconv/cifar10-flexnet7"
 # A tiny FlexNet (FlexConv + MAGNet, 3 FlexConv layers) on 1-channel Fashion-MNIST.
 TINY_FLEXNET = [
-    "data.name=fashion-mnist", "train.normalize=dataset", "train.augment=None", "net.no_hidden=12", "net.no_blocks=1",
-    "net.block_width_factors=[1.0, 1]", "net.dropout=0.0", "kernel.no_hidden=16", "train.batch_size=64",
+    "data.name=fashion-mnist", "train.normalize=dataset", "train.augment=None", "flexconv.net.no_hidden=12", "flexconv.net.no_blocks=1",
+    "flexconv.net.block_width_factors=[1.0, 1]", "flexconv.net.dropout=0.0", "flexconv.kernel.no_hidden=16", "train.batch_size=64",
     "train.scheduler_params.warmup_epochs=0", "scaling.num_workers=1",
 ]
 
@@ -29,8 +29,8 @@ def crossres_config(shards: Path, workdir: Path, *extra: str):
         *TINY_FLEXNET, f"data.path={shards}", "data.limit=4096", "data.test_limit=400", "train.epochs=1",
         "cross_res.source_res=14", "cross_res.target_res=28", "cross_res.finetune_epochs=1",
         # Smooth kernels at init (input scale 3 instead of 25.6), kept below Nyquist by the regularizer.
-        "kernel.input_scale=3.0", "kernel.regularize=true", "kernel.regularize_params.target=gabor",
-        "kernel.regularize_params.factor=0.1",
+        "flexconv.kernel.input_scale=3.0", "flexconv.kernel.regularize=true", "flexconv.kernel.regularize_params.target=gabor",
+        "flexconv.kernel.regularize_params.factor=0.1",
         f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}", f"checkpoint.storage_path={workdir / 'runs'}", *extra,
     ])
 
@@ -61,6 +61,7 @@ def test_crossres_flexnet_trains_at_14_and_works_out_of_the_box_at_28(fashion_sh
     assert metric("resolution") == [(1, 14.0), (2, 28.0)]
     [(_, source)], [(_, ootb)] = metric("source_test_acc"), metric("ootb_test_acc")
     assert source == metric("test_acc")[0][1]
+    assert metric("source_best_epoch") == [(2, 1.0)]  # fine-tuning started from the best (here: only) source epoch
     assert source > 0.22  # chance is 0.1 (64 steps of a 3-layer FlexNet: about 0.30)
     # Kernels regenerated on the finer grid keep the learned function: well above chance, near the source.
     assert ootb > 0.2 and ootb > source - 0.15

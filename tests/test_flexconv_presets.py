@@ -88,11 +88,11 @@ def test_paper_settings_of_the_main_rows():
     flexnet7 = loaded("flexconv/cifar10-flexnet7")
     assert (flexnet7.train.optimizer, flexnet7.train.lr, flexnet7.train.batch_size, flexnet7.train.epochs) == ("Adam", 0.01, 64, 350)
     assert flexnet7.train.mask_params_lr_factor == 0.1 and flexnet7.train.weight_decay == 0.0
-    assert flexnet7.conv.horizon == "33" and flexnet7.net.dropout == 0.2
+    assert flexnet7.flexconv.conv.horizon == "33" and flexnet7.flexconv.net.dropout == 0.2
     imagenet = loaded("flexconv/imagenet32-flexnet5")
     assert imagenet.train.batch_size == 2048 and imagenet.train.weight_decay == 1e-5 and imagenet.train.report_top5_acc
-    assert loaded("flexconv/mnist-flexnet7").conv.horizon == "29"
-    assert loaded("flexconv/stl10-flexnet7").conv.horizon == "97"
+    assert loaded("flexconv/mnist-flexnet7").flexconv.conv.horizon == "29"
+    assert loaded("flexconv/stl10-flexnet7").flexconv.conv.horizon == "97"
     assert loaded("flexconv/cifar10-ckcnn").train.lr == 0.001
     assert loaded("flexconv/crossres-cifar10-ckcnn").train.lr == 0.01
 

@@ -21,8 +21,8 @@ from raysys.train.recipes import build_recipe
 from raysys.families.flexconv import aliasing
 from raysys.families.flexconv.recipe import continuous_layers, set_resolution
 
-TINY = ["net.no_hidden=8", "net.no_blocks=2", "net.block_width_factors=[1.0, 1, 1.5, 1]", "kernel.no_hidden=8",
-        "conv.horizon=17", "data.resize=16"]
+TINY = ["flexconv.net.no_hidden=8", "flexconv.net.no_blocks=2", "flexconv.net.block_width_factors=[1.0, 1, 1.5, 1]",
+        "flexconv.kernel.no_hidden=8", "flexconv.conv.horizon=17", "data.resize=16"]
 SPEC = InputSpec(3, 16, 10)
 
 
@@ -61,7 +61,8 @@ def test_mask_params_get_their_own_lr_and_the_optimizer_no_weight_decay():
 
 
 def test_learnable_omega_0_gets_its_lr_factor():
-    cfg, model, recipe = tiny("kernel.type=SIREN", "kernel.omega_0=30.0", "kernel.learn_omega_0=true",
+    cfg, model, recipe = tiny("flexconv.kernel.type=SIREN", "flexconv.kernel.omega_0=30.0",
+                              "flexconv.kernel.learn_omega_0=true",
                               "train.omega_0_lr_factor=0.5", "train.lr=0.001")
     optimizer = build_optimizer(cfg, recipe.param_groups(model), 0.0)
     omegas = {id(p) for n, p in model.named_parameters() if n.endswith("omega_0")}
@@ -89,8 +90,8 @@ def test_kernel_l2_loss_is_the_sum_of_kernel_and_bias_norms():
     assert "kernel_l2" not in no_wd.loss(model, model(x), y)[1]
 
 
-REG = ["kernel.regularize=true", "kernel.regularize_params.factor=0.1", "kernel.regularize_params.method=together",
-       "kernel.regularize_params.gauss_stddevs=2.0"]
+REG = ["flexconv.kernel.regularize=true", "flexconv.kernel.regularize_params.factor=0.1",
+       "flexconv.kernel.regularize_params.method=together", "flexconv.kernel.regularize_params.gauss_stddevs=2.0"]
 
 
 def by_hand_frequencies(layer, stddevs=2.0, with_mask=False):
@@ -107,14 +108,14 @@ def by_hand_frequencies(layer, stddevs=2.0, with_mask=False):
 
 @pytest.mark.parametrize("target", ["gabor", "gabor+mask"])
 def test_regularizer_matches_a_hand_computation_at_the_phase_resolution(target):
-    cfg, model, recipe = tiny(*REG, f"kernel.regularize_params.target={target}")
+    cfg, model, recipe = tiny(*REG, f"flexconv.kernel.regularize_params.target={target}")
     recipe.on_phase_start(model, run_phases.Phase("train", 1, 16), 16)
     assert recipe.regularization_res() == 17  # the phase's side + 1: Nyquist (17 - 1) / 2 * 0.5 = 4
     nyquist = 4.0 / 4  # shared by the L + 1 = 4 filters
     by_hand = sum(max(0.0, f - nyquist) ** 2
                   for layer in continuous_layers(model) for f in by_hand_frequencies(layer, with_mask=target == "gabor+mask"))
     assert by_hand > 0  # MAGNet at init (input scale 25.6) is far above 1 cycle per unit
-    value = aliasing.aliasing_loss(model, cfg.kernel.regularize_params, 17)
+    value = aliasing.aliasing_loss(model, cfg.flexconv.kernel.regularize_params, 17)
     assert float(value) == pytest.approx(0.1 * by_hand, rel=1e-5)
     x, y = torch.randn(2, 3, 16, 16), torch.tensor([0, 1])
     out = model(x)
@@ -127,25 +128,25 @@ def test_regularizer_matches_a_hand_computation_at_the_phase_resolution(target):
     finer = float(recipe.loss(model, model(torch.randn(2, 3, 32, 32)), y)[1]["gabor_reg"])
     assert 0 < finer < float(value)
     huge = max(max(by_hand_frequencies(layer, with_mask=True)) for layer in continuous_layers(model)) * 4 * 4 + 3
-    assert float(aliasing.aliasing_loss(model, cfg.kernel.regularize_params, int(huge))) == 0.0
+    assert float(aliasing.aliasing_loss(model, cfg.flexconv.kernel.regularize_params, int(huge))) == 0.0
 
 
 def test_regularizer_res_zero_no_longer_penalises_everything():
     # The original's run_experiment.py used res=0: Nyquist -0.25, every frequency penalised.
-    cfg, model, recipe = tiny(*REG, "kernel.regularize_params.target=gabor")
+    cfg, model, recipe = tiny(*REG, "flexconv.kernel.regularize_params.target=gabor")
     recipe.on_phase_start(model, run_phases.Phase("train", 1, 0), 16)
-    assert cfg.kernel.regularize_params.res == 0 and recipe.regularization_res() == 17
-    pinned = tiny(*REG, "kernel.regularize_params.res=65", "kernel.regularize_params.res_offset=2")[2]
+    assert cfg.flexconv.kernel.regularize_params.res == 0 and recipe.regularization_res() == 17
+    pinned = tiny(*REG, "flexconv.kernel.regularize_params.res=65", "flexconv.kernel.regularize_params.res_offset=2")[2]
     pinned.on_phase_start(model, run_phases.Phase("train", 1, 0), 16)
     assert pinned.regularization_res() == 67
 
 
 def test_regularizer_keys_are_checked_by_name():
-    with pytest.raises(ConfigError, match="kernel.regularize_params.target"):
-        load_config("flexconv/cifar10-flexnet7", ["kernel.regularize_params.target=sines"])
-    cfg, model, recipe = tiny(*REG, "kernel.type=SIREN", "kernel.omega_0=30.0")
-    with pytest.raises(ConfigError, match="kernel.type=MAGNet or Gabor"):
-        aliasing.aliasing_loss(model, cfg.kernel.regularize_params, 17)
+    with pytest.raises(ConfigError, match="flexconv.kernel.regularize_params.target"):
+        load_config("flexconv/cifar10-flexnet7", ["flexconv.kernel.regularize_params.target=sines"])
+    cfg, model, recipe = tiny(*REG, "flexconv.kernel.type=SIREN", "flexconv.kernel.omega_0=30.0")
+    with pytest.raises(ConfigError, match="flexconv.kernel.type=MAGNet or Gabor"):
+        aliasing.aliasing_loss(model, cfg.flexconv.kernel.regularize_params, 17)
 
 
 def test_regenerating_kernels_on_a_finer_grid_keeps_the_continuous_kernel():
@@ -189,7 +190,7 @@ def test_cross_res_phase_start_sets_grid_and_sampling_rate():
 
 
 def test_epoch_metrics_report_kernel_sizes_masks_and_frequencies():
-    cfg, model, recipe = tiny(*REG, "kernel.regularize_params.target=gabor+mask")
+    cfg, model, recipe = tiny(*REG, "flexconv.kernel.regularize_params.target=gabor+mask")
     recipe.on_phase_start(model, recipe.phases()[0], 16)
     with torch.no_grad():
         model.cconv1.mask_params[1, 1] = 0.5  # a wider x mask in the stem

@@ -8,12 +8,12 @@ import torch
 
 from raysys.cli.main import main as cli_main
 from raysys.config import load_config
-from raysys.models import InputSpec, build_model
+from raysys.models import InputSpec, build_model, create_model, model_kwargs
 from raysys.families.flexconv.models import width_factors
 from raysys.models.summary import count_parameters
 
-FLEXNET7 = ["net.no_hidden=24", "net.no_blocks=7", "net.block_width_factors=[1.0, 2, 1.5, 3, 2.0, 2]"]
-FLEXNET5 = ["net.no_hidden=22", "net.no_blocks=5", "net.block_width_factors=[1.0, 1, 1.5, 2, 2.0, 2]"]
+FLEXNET7 = ["flexconv.net.no_hidden=24", "flexconv.net.no_blocks=7", "flexconv.net.block_width_factors=[1.0, 2, 1.5, 3, 2.0, 2]"]
+FLEXNET5 = ["flexconv.net.no_hidden=22", "flexconv.net.no_blocks=5", "flexconv.net.block_width_factors=[1.0, 1, 1.5, 2, 2.0, 2]"]
 
 
 # The original's count, layer by layer (rjbruin/flexconv: models/ckresnet.py Img_ResNet,
@@ -55,13 +55,13 @@ F5 = (22, [1.0, 1, 1.5, 2, 2.0, 2], 5)
 # FlexNet-7 widths 24,24,36,36,36,48,48: stem 6,468 + BN 48; blocks 46,296 x2, 80,532 (incl.
 # shortcut 900), 93,888 x2, 143,256 (shortcut 1,776), 160,488; out 48*10+10 = 490 -> 671,650.
 CASES = [
-    (FLEXNET7 + ["conv.type=FlexConv", "kernel.type=MAGNet"], "FlexConv", "MAGNet", F7, 671_650),
-    (FLEXNET7 + ["conv.type=CKConv", "kernel.type=MAGNet"], "CKConv", "MAGNet", F7, 671_650 - 15 * 4),
-    (FLEXNET7 + ["conv.type=CKConv", "kernel.type=SIREN", "kernel.omega_0=30.0"], "CKConv", "SIREN", F7, 627_910),
-    (FLEXNET7 + ["conv.type=FlexConv", "kernel.type=SIREN", "kernel.omega_0=30.0"], "FlexConv", "SIREN", F7, 627_970),
-    (FLEXNET7 + ["conv.type=FlexConv", "kernel.type=Gabor"], "FlexConv", "Gabor", F7, 669_730),
-    (FLEXNET5 + ["conv.type=FlexConv", "kernel.type=MAGNet"], "FlexConv", "MAGNet", F5, 454_046),
-    (FLEXNET7 + ["conv.type=Conv", "conv.horizon=3"], "Conv", None, F7, 169_990),
+    (FLEXNET7 + ["flexconv.conv.type=FlexConv", "flexconv.kernel.type=MAGNet"], "FlexConv", "MAGNet", F7, 671_650),
+    (FLEXNET7 + ["flexconv.conv.type=CKConv", "flexconv.kernel.type=MAGNet"], "CKConv", "MAGNet", F7, 671_650 - 15 * 4),
+    (FLEXNET7 + ["flexconv.conv.type=CKConv", "flexconv.kernel.type=SIREN", "flexconv.kernel.omega_0=30.0"], "CKConv", "SIREN", F7, 627_910),
+    (FLEXNET7 + ["flexconv.conv.type=FlexConv", "flexconv.kernel.type=SIREN", "flexconv.kernel.omega_0=30.0"], "FlexConv", "SIREN", F7, 627_970),
+    (FLEXNET7 + ["flexconv.conv.type=FlexConv", "flexconv.kernel.type=Gabor"], "FlexConv", "Gabor", F7, 669_730),
+    (FLEXNET5 + ["flexconv.conv.type=FlexConv", "flexconv.kernel.type=MAGNet"], "FlexConv", "MAGNet", F5, 454_046),
+    (FLEXNET7 + ["flexconv.conv.type=Conv", "flexconv.conv.horizon=3"], "Conv", None, F7, 169_990),
 ]
 
 
@@ -74,6 +74,30 @@ def test_parameter_counts_match_the_original(overrides, conv, kernel, net, expec
     cfg = load_config("flexconv/cifar10-flexnet7", overrides)
     model = build_model(cfg, InputSpec(3, 32, 10))
     assert count_parameters(model) == expected
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(horizon="33"), 671_650),
+    (dict(horizon="33", conv_type="CKConv", kernel_type="SIREN", kernel_omega_0=30.0), 627_910),
+    (dict(horizon="33", kernel_type="Gabor"), 669_730),
+    (dict(horizon="33", no_hidden=22, no_blocks=5, block_width_factors=[1.0, 1, 1.5, 2, 2.0, 2]), 454_046),
+    (dict(conv_type="Conv", horizon="3"), 169_990),
+])
+def test_create_model_builds_flexnet_from_plain_keywords(kwargs, expected):
+    """No config: the factory's defaults are FlexNet-7 with MAGNet FlexConvs (timm style)."""
+    model = create_model("flexnet", in_channels=3, num_classes=10, **kwargs)
+    assert count_parameters(model) == expected
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_the_adapter_gives_the_factory_the_configs_values():
+    cfg = load_config("flexconv/cifar10-flexnet7", ["flexconv.conv.type=CKConv", "flexconv.mask.init_value=0.1"])
+    kwargs = model_kwargs(cfg, InputSpec(3, 32, 10))
+    assert (kwargs["in_channels"], kwargs["num_classes"], kwargs["conv_type"], kwargs["horizon"]) == (3, 10, "CKConv", "33")
+    assert kwargs["mask_init_value"] == 0.1 and kwargs["no_hidden"] == 24 and kwargs["kernel_type"] == "MAGNet"
+    assert count_parameters(create_model("flexnet", **kwargs)) == count_parameters(build_model(cfg, InputSpec(3, 32, 10)))
+    with pytest.raises(TypeError):
+        create_model("flexnet", no_such_option=1)
 
 
 def test_flexnet7_anchor_and_imagenet32_flexnet5_head():
@@ -91,15 +115,15 @@ def test_width_factors_are_read_in_pairs():
 
 
 @pytest.mark.parametrize("conv_type, extra", [
-    ("FlexConv", ["conv.horizon=9"]),
-    ("CKConv", ["conv.horizon=9", "kernel.type=SIREN", "kernel.omega_0=30.0"]),
-    ("Conv", ["conv.horizon=3"]),
+    ("FlexConv", ["flexconv.conv.horizon=9"]),
+    ("CKConv", ["flexconv.conv.horizon=9", "flexconv.kernel.type=SIREN", "flexconv.kernel.omega_0=30.0"]),
+    ("Conv", ["flexconv.conv.horizon=3"]),
     ("SRF", []),
 ])
 def test_output_shapes_for_each_conv_type(conv_type, extra):
     torch.manual_seed(0)
-    overrides = ["net.no_hidden=4", "net.no_blocks=2", "net.block_width_factors=[1, 1, 2, 1]", "net.dropout=0.2",
-                 f"conv.type={conv_type}", "kernel.no_hidden=8", *extra]
+    overrides = ["flexconv.net.no_hidden=4", "flexconv.net.no_blocks=2", "flexconv.net.block_width_factors=[1, 1, 2, 1]", "flexconv.net.dropout=0.2",
+                 f"flexconv.conv.type={conv_type}", "flexconv.kernel.no_hidden=8", *extra]
     model = build_model(load_config("flexconv/cifar10-flexnet7", overrides), InputSpec(1, 12, 7))
     out = model(torch.randn(2, 1, 12, 12))
     assert out.shape == (2, 7)
@@ -114,11 +138,11 @@ def test_preset_resolves_the_seed_command():
     assert cfg.model.name == "flexnet" and cfg.paper == "flexconv"
     assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.epochs) == ("Adam", 0.01, 64, 350)
     assert cfg.train.scheduler_params["warmup_epochs"] == 5 and cfg.train.normalize == "imagenet"
-    assert (cfg.conv.type, cfg.conv.horizon, cfg.kernel.type, cfg.mask.init_value) == ("FlexConv", "33", "MAGNet", 0.075)
-    assert (cfg.net.dropout, cfg.mask.temperature, cfg.mask.threshold) == (0.2, 15.0, 0.1)
+    assert (cfg.flexconv.conv.type, cfg.flexconv.conv.horizon, cfg.flexconv.kernel.type, cfg.flexconv.mask.init_value) == ("FlexConv", "33", "MAGNet", 0.075)
+    assert (cfg.flexconv.net.dropout, cfg.flexconv.mask.temperature, cfg.flexconv.mask.threshold) == (0.2, 15.0, 0.1)
     # command-line values as in the original's commands
-    cfg = load_config("flexconv/cifar10-flexnet7", ["conv.horizon=33", "conv.use_fft=False", "mask.temperature=15"])
-    assert cfg.conv.horizon == "33" and str(cfg.conv.use_fft).lower() == "false"
+    cfg = load_config("flexconv/cifar10-flexnet7", ["flexconv.conv.horizon=33", "flexconv.conv.use_fft=False", "flexconv.mask.temperature=15"])
+    assert cfg.flexconv.conv.horizon == "33" and str(cfg.flexconv.conv.use_fft).lower() == "false"
 
 
 def test_summary_reports_parameters_and_kernel_sizes(capsys):
@@ -130,7 +154,7 @@ def test_summary_reports_parameters_and_kernel_sizes(capsys):
     assert len(convs) == 15
     # sigma 0.075 on a 33-point grid: |p| < 2.146 * 0.075 keeps 5 points per axis
     assert {row["kernel_size"] for row in convs} == {"5x5"}
-    assert cli_main(["summary", "flexconv/cifar10-flexnet7", "conv.type=CKConv", "--json"]) == 0
+    assert cli_main(["summary", "flexconv/cifar10-flexnet7", "flexconv.conv.type=CKConv", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["parameters"] == 671_590
     assert {row["kernel_size"] for row in table["layers"] if row["type"] == "CKConv"} == {"33x33"}

@@ -83,10 +83,11 @@ def test_print_shows_a_command_that_loads(capsys):
     assert argv[:4] == ["python", "-m", "raysys", "train"]
     cfg = load_config(argv[4], argv[5:])
     assert cfg.cross_res.source_res == 16 and cfg.cross_res.target_res == 32
-    assert cfg.kernel.regularize and cfg.kernel.regularize_params.target == "gabor"
+    assert cfg.flexconv.kernel.regularize and cfg.flexconv.kernel.regularize_params.target == "gabor"
     assert cfg.train.batch_size == 2048 and cfg.data.name == "imagenet32"
-    # What is not carried over is said, by name.
+    # What is not carried over is said, by name; so are the renamed groups.
     assert "dataset_params.root=" in captured.err and "device=cuda ignored" in captured.err
+    assert "the original's conv.*, kernel.*, mask.*, net.* are raysys's flexconv.conv.*, flexconv.kernel.*" in captured.err
 
 
 def test_differences_from_the_preset_become_overrides():
@@ -97,10 +98,10 @@ def test_differences_from_the_preset_become_overrides():
     # A flag left out takes the original's default (mask_params_lr_factor 1.0); use_fft=True is
     # the original's rule (FFT only for kernels above 50), conv.use_fft=auto being the preset's.
     assert sorted(translation.overrides) == sorted([
-        "train.lr=0.005", "train.mask_params_lr_factor=1.0", "conv.fft_min_kernel=51", "seed=4",
+        "train.lr=0.005", "train.mask_params_lr_factor=1.0", "flexconv.conv.fft_min_kernel=51", "seed=4",
     ])
     cfg = load_config(translation.preset, translation.overrides)
-    assert cfg.train.lr == 0.005 and cfg.seed == 4 and cfg.conv.fft_min_kernel == 51
+    assert cfg.train.lr == 0.005 and cfg.seed == 4 and cfg.flexconv.conv.fft_min_kernel == 51
 
 
 def test_the_closest_preset_is_chosen():

@@ -18,6 +18,7 @@ def test_train_py_becomes_a_stir_preset_with_overrides():
     assert cfg.model.name == "stir_pixel_pool" and cfg.stir.evaluation == 2
     assert (cfg.stir.kernel_size, cfg.stir.interpolation) == (7, "bicubic")
     assert cfg.train.lr == 0.01 and cfg.seed == 3 and cfg.train.recipe == "stir"
+    assert cfg.stir.shuffle == "once"  # the original's once-shuffled train order
     readme = translate([a if a != "--data" else "--dataset" for a in BASE])  # the README's spelling
     assert readme.overrides == t.overrides
 

@@ -168,7 +168,9 @@ def test_every_seed_command_translates():
         if "train_superposition.py" in line:
             assert translation.command == "train" and translation.preset.startswith("mimoconv/")
             seed = re.search(r"-r (\S+)", line).group(1)
-            assert translation.overrides == [f"seed={seed}"], line  # a Table 1 preset reproduces the rest
+            # a Table 1 preset reproduces the rest; the original's behaviour where raysys fixed it (docs/fidelity.md)
+            assert translation.overrides == [f"seed={seed}", "mimo.eval_batch_stats=true",
+                                             "mimo_recipe.skip_nonfinite_loss=true", "mimo.legacy_iso_init=true"], line
             cfg = load_config(translation.preset, translation.overrides)
             assert cfg.train.epochs == int(re.search(r"-e (\d+)", line).group(1))
             assert cfg.superposition.capacity == int(line.split()[-1])
@@ -178,6 +180,7 @@ def test_every_seed_command_translates():
             sup_low = re.search(r"--sup_low (\d)", line).group(1)
             assert f"superposition.sup_low={sup_low}" in translation.overrides
             assert "evaluate.batch_size=512" in translation.overrides
+            assert "mimo.eval_batch_stats=true" in translation.overrides
 
 
 def test_translation_maps_short_and_long_flags_and_refuses_unknown_ones():
@@ -191,7 +194,7 @@ def test_translation_maps_short_and_long_flags_and_refuses_unknown_ones():
     cfg = load_config(long.preset, long.overrides)
     assert (cfg.model.name, cfg.superposition.binding, cfg.superposition.sup_low, cfg.mimo.width) == ("MIMONet-16", "MBAT", 2, 2)
     assert (cfg.mimo_recipe.mixup_alpha, cfg.mimo_recipe.grad_skip_ratio, cfg.seed, cfg.data.holdout) == (0.0, 5.0, 9, 5000)
-    for bad, word in [("--bogus 1", "--bogus"), ("-t w.pt", "transfer_learning_path"), ("-s 3", "sup_low")]:
+    for bad, word in [("--bogus 1", "--bogus"), ("-s 3", "sup_low")]:
         with pytest.raises(ConfigError, match=word):
             translate(shlex.split(f"python src/train_superposition.py -x 1 {bad} MIMONet-16 CIFAR10 HRR 4"))
     with pytest.raises(ConfigError, match="SVHN"):
@@ -201,7 +204,7 @@ def test_translation_maps_short_and_long_flags_and_refuses_unknown_ones():
 
 
 def test_an_evaluation_may_change_only_evaluation_keys():
-    from raysys.eval.trained import apply_eval_overrides
+    from raysys.driver.checkpoints import apply_eval_overrides
 
     trained = load_config("mimoconv/cifar10-mimonet28-10-dynamic", TINY)
     cfg = apply_eval_overrides(trained, ["superposition.sup_low=2", "evaluate.batch_size=64", "mimo.width=1",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from raysys.config import load_config
-from raysys.models import MODELS, InputSpec, build_model
+from raysys.models import MODELS, InputSpec, build_model, create_model
 from raysys.models.summary import count_parameters, format_table, summarize
 from tests.conftest import run_cli
 
@@ -17,7 +17,7 @@ ORIGINAL_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_72
 
 @pytest.mark.parametrize("depth, params", sorted(ORIGINAL_PARAMS.items()))
 def test_cifar_resnet_parameter_counts_match_the_original(depth, params):
-    model = MODELS.get(f"cifar_resnet{depth}")(None, InputSpec(3, 32, 10))
+    model = create_model(f"cifar_resnet{depth}", in_channels=3, num_classes=10)
     assert count_parameters(model) == params
 
 
@@ -33,7 +33,7 @@ def test_cifar_resnet_takes_one_or_three_channels(channels, size):
 
 
 def test_option_a_shortcut_pads_channels_and_subsamples():
-    model = MODELS.get("cifar_resnet20")(None, InputSpec(3, 32, 10))
+    model = create_model("cifar_resnet20", in_channels=3, num_classes=10)
     block = model.layer2[0]
     x = torch.randn(1, 16, 32, 32)
     out = block.shortcut(x)
@@ -43,7 +43,7 @@ def test_option_a_shortcut_pads_channels_and_subsamples():
 
 
 def test_summary_lists_layers_and_total():
-    model = MODELS.get("cifar_resnet32")(None, InputSpec(3, 32, 10))
+    model = create_model("cifar_resnet32", in_channels=3, num_classes=10)
     table = summarize(model, [1, 3, 32, 32])
     assert table["parameters"] == 464_154
     assert sum(row["params"] for row in table["layers"]) == 464_154
@@ -57,3 +57,10 @@ def test_summary_cli_prints_json(tmp_path):
     table = json.loads(result.stdout)
     assert table["input_shape"] == [1, 1, 28, 28]  # Fashion-MNIST, before any shards exist
     assert table["parameters"] == 464_154 - 2 * 16 * 9  # one input channel instead of three
+
+
+def test_a_model_is_built_from_plain_keyword_arguments_without_a_config():
+    plain = create_model("cifar_resnet20", in_channels=1, num_classes=7)
+    assert plain.linear.out_features == 7 and plain.conv1.in_channels == 1
+    from_config = build_model(load_config("cifar-resnet/fashion-mnist-resnet20"), InputSpec(1, 28, 7))
+    assert count_parameters(plain) == count_parameters(from_config)

@@ -18,8 +18,12 @@ PRESETS = {
     "flexconv": "flexconv/cifar10-flexnet7",
     "mimo": "mimoconv/cifar10-mimonet28-10-dynamic",
     "stir": "stir/emoji",
+    "antialiased": "antialiased/eval-resnext50_32x4d",
+    "antialiased-finetune": "antialiased/finetune-resnet50_lpf4",
+    "antialiased-resume": "antialiased/scratch-resnet18_lpf4",
 }
 MIMO_TINY = ["model.name=MIMONet-10", "mimo.width=1", "mimo.initial_width=1", "superposition.capacity=2"]
+EXTRA = {"mimo": MIMO_TINY, "antialiased-resume": ["train.recipe=antialiased-resume"]}
 # Wall-clock metrics: the only ones a resumed run may not repeat exactly.
 TIMINGS = {"epoch_time", "images_per_sec", "train_time"}
 
@@ -64,7 +68,7 @@ def model_for(name: str, cfg) -> nn.Module:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_each_recipes_state_round_trips_through_a_weights_only_checkpoint(name, tmp_path):
     assert sorted(RECIPES.names()) == sorted(PRESETS)  # every recipe is covered
-    extra = MIMO_TINY if name == "mimo" else []
+    extra = EXTRA.get(name, [])
     cfg = load_config(PRESETS[name], [*extra, "train.early_stopping_patience=5", "train.early_stopping_metric=val_acc"])
     assert cfg.train.recipe == name
     recipe, model = build_recipe(cfg), model_for(name, cfg)

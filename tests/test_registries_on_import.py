@@ -33,7 +33,8 @@ for name, family in [("flexnet", "flexconv"), ("MIMONet-28", "mimoconv"), ("resn
                      ("stir_standard", "stir"), ("cifar_resnet20", None)]:
     assert MODELS.family(name) == family, (name, MODELS.family(name))
 assert {{n: RECIPES.family(n) for n in RECIPES.names()}} == {{
-    "default": None, "flexconv": "flexconv", "mimo": "mimoconv", "stir": "stir"}}
+    "default": None, "flexconv": "flexconv", "mimo": "mimoconv", "stir": "stir", "antialiased": "antialiased",
+    "antialiased-finetune": "antialiased", "antialiased-resume": "antialiased"}}
 assert TRANSLATORS.names() == ["main.py", "run_crossres.py", "run_experiment.py", "train.py",
                                "train_superposition.py", "validate_dynamic.py"], TRANSLATORS.names()
 assert EVALUATORS.family("dynamic") == "mimoconv" and "shift-consistency" in EVALUATORS
@@ -48,7 +49,7 @@ ENTRY_POINTS = {
     """,
     "config schema": """
         from raysys.config.schema import root_schema, section_names
-        assert {"net", "kernel", "conv", "mask", "cross_res", "mimo", "superposition", "mimo_recipe",
+        assert {"flexconv", "cross_res", "mimo", "superposition", "mimo_recipe",
                 "antialias", "stir"} <= set(section_names()), section_names()
         assert "stir" in {f.name for f in __import__("dataclasses").fields(root_schema())}
     """,
@@ -58,12 +59,13 @@ ENTRY_POINTS = {
     """,
     "recipe registry": """
         from raysys.train.recipes import RECIPES
-        assert RECIPES.names() == ["default", "flexconv", "mimo", "stir"], RECIPES.names()
+        assert RECIPES.names() == ["antialiased", "antialiased-finetune", "antialiased-resume", "default", "flexconv",
+                                   "mimo", "stir"], RECIPES.names()
     """,
     "choice keys": """
         from raysys.registry import choice_keys
         keys = choice_keys()
-        assert {"model.name", "train.recipe", "antialias.pad_type", "kernel.type", "superposition.binding",
+        assert {"model.name", "train.recipe", "antialias.pad_type", "flexconv.kernel.type", "superposition.binding",
                 "evaluate.metrics"} <= set(keys), sorted(keys)
     """,
     "legacy translators": """
@@ -90,8 +92,10 @@ ENTRY_POINTS = {
     "worker (from_container)": """
         from raysys.config.loader import from_container
         cfg = from_container({"model": {"name": "flexnet"}, "train": {"recipe": "flexconv", "mask_params_lr_factor": 0.1},
-                              "net": {"no_blocks": 3}})
-        assert cfg.net.no_blocks == 3 and cfg.train.mask_params_lr_factor == 0.1 and "cross_res" in cfg
+                              "flexconv": {"net": {"no_blocks": 3}}})
+        assert cfg.flexconv.net.no_blocks == 3 and cfg.train.mask_params_lr_factor == 0.1 and "cross_res" in cfg
+        old = from_container({"model": {"name": "flexnet"}, "net": {"no_blocks": 3}})  # saved under the old names
+        assert old.flexconv.net.no_blocks == 3 and "net" not in old
     """,
 }
 
@@ -158,5 +162,5 @@ def test_ownership_follows_the_registering_module():
     assert families.family_of("raysys.families.mimoconv.models.network") == "mimoconv"  # a module of a subpackage in the folder
     assert families.family_of("raysys.families.stir.anything") == "stir"  # a module in the folder
     assert families.family_of("raysys.models.cifar_resnet") is None
-    # torchvision's own architectures are registered by the antialiased module (their weights: antialias.weights)
-    assert MODELS.family("resnet18") == "antialiased"
+    # torchvision's own architectures are shared models (raysys/models/torchvision_models.py), their _lpf forms the family's
+    assert MODELS.family("resnet18") is None and MODELS.family("resnet18_lpf4") == "antialiased"

@@ -106,7 +106,7 @@ def test_report_uses_the_sweeps_runs_not_a_same_named_demo_run(tmp_path, capsys)
     intruder = store.run(store.configs(ISSUE_OVERRIDES)["ResNet-20", 0].run_name, 0.01,
                          cfg=store.configs(ISSUE_OVERRIDES)["ResNet-20", 0])
 
-    assert cli(["report", REPORT, "--out", str(tmp_path / "out"), "--tracking-uri", store.uri]) == 0
+    assert cli(["report", REPORT, "--out", str(tmp_path / "out"), f"tracking.uri={store.uri}"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     result = json.loads(printed[-1])
     assert result["parent_run_id"] == parent
@@ -167,7 +167,7 @@ def test_a_stale_member_is_listed_and_never_averaged(tmp_path, capsys):
     stale_id = [r for r in store.client.search_runs([store.exp_id])
                 if r.data.tags.get(identity.FINGERPRINT_TAG) == "0123456789abcdef"][0].info.run_id
 
-    assert cli(["report", REPORT, "--out", str(tmp_path / "out"), "--tracking-uri", store.uri]) == 0
+    assert cli(["report", REPORT, "--out", str(tmp_path / "out"), f"tracking.uri={store.uri}"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert f"stale: ResNet-32: seed 1: run {stale_id}" in printed
     assert "missing: ResNet-32: seeds [1]" in printed
@@ -185,7 +185,7 @@ def test_an_old_store_is_matched_by_name_and_said_to_be_unverified(tmp_path, cap
     ids = {key: store.run(cfg.run_name, 0.6, parent=parent, member="")  # no member tag, no fingerprint
            for key, cfg in store.configs().items()}
 
-    assert cli(["report", REPORT, "--out", str(tmp_path / "out"), "--tracking-uri", store.uri]) == 0
+    assert cli(["report", REPORT, "--out", str(tmp_path / "out"), f"tracking.uri={store.uri}"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     result = json.loads(printed[-1])
     assert result["parent_run_id"] == parent and result["missing"] == {}
@@ -215,7 +215,7 @@ def test_a_sweep_run_that_is_not_one_of_the_space_is_refused_in_one_line(tmp_pat
     child = store.run("something", 0.1)
     capsys.readouterr()  # MLflow's database set-up lines
     for bad in ("nope", child):
-        assert cli(["report", REPORT, "--out", str(tmp_path / "out"), "--tracking-uri", store.uri, "--sweep-run", bad]) == 2
+        assert cli(["report", REPORT, "--out", str(tmp_path / "out"), f"tracking.uri={store.uri}", "--sweep-run", bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: --sweep-run {bad} is not a sweep run of space "
                                                    "'cifar-resnet-fashion-mnist'")
@@ -237,7 +237,11 @@ def test_expected_fingerprints_equal_loading_every_trial(tmp_path):
     }))
     space = load_space(path)
     slow = {cfg.run_name: identity.fingerprint(cfg) for cfg in trial_configs(space, "stir")}
-    assert expected_fingerprints(space, "stir") == slow and len(slow) == 4
+    expected = expected_fingerprints(space, "stir")
+    assert {name: expected[name] for name in slow} == slow and len(slow) == 4
+    # the px row's runs were named by the preset before names said the row: the same fingerprints
+    assert {n for n in expected if n not in slow} == {"emoji-seed1-79659b41", "emoji-seed7-79659b41"}
+    assert expected["emoji-seed1-79659b41"] == slow["px-seed1-79659b41"]
 
 
 def test_stir_report_uses_only_the_sweeps_members_and_leaves_out_stale_ones(tmp_path):

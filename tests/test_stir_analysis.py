@@ -20,7 +20,7 @@ PAIR_SCALES = sorted({s for pair in PAIRS for s in pair})
 
 def _objects(classes: int, instances: int, fill=None, seed: int = 0) -> sa.TestObjects:
     """Test split with objects at every scale: emoji renders at random positions, or a constant image."""
-    from pipelines.stir.emoji import _svg_file, _svg_folder, render_coverage
+    from pipelines.stir.emoji import emoji_svgs, render_coverage
 
     rng = np.random.default_rng(seed)
     grid = (48, classes, instances)
@@ -28,14 +28,14 @@ def _objects(classes: int, instances: int, fill=None, seed: int = 0) -> sa.TestO
     scales = np.broadcast_to(np.arange(64, 16, -1)[:, None, None], grid).copy()
     positions = np.zeros(grid + (2,), np.int64)
     names = ("tired", "smile-beam", "grin", "angry")
-    folder = _svg_folder(None)
+    svgs = emoji_svgs("fontawesome6")  # offline everywhere (a PyPI requirement)
     for c in range(classes):
         for i in range(instances):
             for s in (PAIR_SCALES if fill is None else range(17, 65)):
                 left, top = rng.integers(0, 64 - s + 1, size=2)
                 positions[64 - s, c, i] = (left, top)
                 if fill is None:
-                    images[64 - s, c, i, top:top + s, left:left + s, 0] = render_coverage(_svg_file(folder, names[c]), s)
+                    images[64 - s, c, i, top:top + s, left:left + s, 0] = render_coverage(svgs[names[c]], s)
                 else:
                     images[64 - s, c, i] = fill
     return sa.TestObjects(images, scales, positions)
@@ -222,6 +222,7 @@ def test_stir_analyze_logs_into_a_finished_run(tracking, tmp_path):
     from pipelines.stir.writer import write_outputs
     from raysys.config import load_config
     from raysys.data.formats.stir_npz import METADATA_KEYS, StirArrays
+    from raysys.driver.checkpoints import resolve
     from raysys.models.registry import InputSpec, build_model
     from raysys.train import checkpoint as ckpt
 
@@ -240,7 +241,7 @@ def test_stir_analyze_logs_into_a_finished_run(tracking, tmp_path):
                      tmp_path / "state.pt")
     run_id = client.create_run(experiment).info.run_id
     client.log_artifact(run_id, str(tmp_path / "state.pt"), "checkpoint")
-    summary = sa.analyse_trained(run_id, [f"tracking.uri={uri}"])
+    summary = sa.analyse_trained(resolve(run_id, [f"tracking.uri={uri}"]), run_id)
     assert summary["run_id"] == run_id and summary["artifacts"] == [sa.ERRORS_ARTIFACT]
     errors = figures.load_artifact(client, run_id, sa.ERRORS_ARTIFACT)
     np.testing.assert_allclose(errors["stage1"], sa.equivariance_errors(model, objects)["stage1"], rtol=1e-5)

@@ -9,8 +9,9 @@ import pytest
 
 from pipelines.stir.generate import convert, generate
 from pipelines.stir.mnist import stir_digit
-from raysys.data.formats.stir_npz import SCALES, load_npz, load_shards
-from raysys.families.stir.scenarios import SCENARIOS, get_scenario, scenario_rows, split_scales
+from raysys.data.formats.stir_npz import SCALES, load_npz
+from raysys.data.stir_shards import load_shards
+from raysys.families.stir.scenarios import SCENARIOS, get_scenario, original_train_order, scenario_rows, split_scales
 from raysys.errors import ConfigError, DataError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -59,10 +60,17 @@ def object_box_mask(arrays, index) -> np.ndarray:
 # ---- emoji -------------------------------------------------------------------
 
 
+def default_glyphs() -> str:
+    """The original's Font Awesome 5.15.3 when ``make install`` cached it, else Font Awesome 6 (offline)."""
+    from pipelines.stir.emoji import offline_glyphs
+
+    return offline_glyphs()
+
+
 @pytest.fixture(scope="module")
 def emoji_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stir") / "emoji"
-    generate("emoji", str(out))
+    generate("emoji", str(out), glyphs=default_glyphs())
     return out
 
 
@@ -91,7 +99,10 @@ def test_emoji_shards_carry_latents_and_round_trip(emoji_dir, tmp_path):
     assert manifest["dataset"] == "stir-emoji" and manifest["num_classes"] == 36
     assert {"scale", "left", "top"} <= set(manifest["columns"])
     assert manifest["splits"]["train"]["count"] == 48 * 36
-    assert manifest["options"]["generator"] == {"source": "emoji", "seed": 42, "instances": 1}
+    glyphs = default_glyphs()
+    assert manifest["options"]["generator"] == {"source": "emoji", "seed": 42, "instances": 1, "glyphs": glyphs}
+    version = "5.15.3" if glyphs == "fontawesome5" else "6"
+    assert f"CC BY 4.0 modified from Font Awesome Free {version} by @fontawesome" in manifest["options"]["metadata"]["license"]
     original = load_npz(emoji_dir / "emoji.npz")
     assert_same_arrays(load_shards(str(emoji_dir)), original)
     # an existing original-format npz -> shards -> the same arrays
@@ -261,6 +272,7 @@ def _cli(capsys, *args: str):
         (["generate", "mnist", "--source", "{tmp}/no-idx"], "does not exist"),
         (["generate", "mnist", "--source", "{tmp}/empty"], "missing file"),
         (["generate", "mnist"], "needs --source"),
+        (["generate", "mnist", "--source", "{tmp}/empty", "--glyphs", "fontawesome6"], "option of STIR emoji only"),
         (["generate", "trafficsign", "--source", "{tmp}/empty"], "no images/ folder"),
         (["generate", "trafficsign", "--source", "{tmp}/mtsd-no-annotations"], "missing MTSD split list"),
         (["generate", "aerial", "--source", "{tmp}/empty"], "missing DOTA label folder"),
@@ -351,6 +363,32 @@ def test_stream_filters_a_scenario_and_returns_scales(emoji_dir, ray_cluster):
             rows += len(batch["label"])
         assert scales == set(split_scales(2, name))
         assert rows == scenario_rows(manifest, name, 2)
+    # stir.shuffle=once: the train stream in the original's order, the same on every pass
+    order = original_train_order(manifest, 2)
+    plain = BatchCollator(fmt, "none", seed=0, epoch=0, rank=0)
+    ordered = build_datasets(str(emoji_dir), manifest, {"train": ("train", 0)}, fmt, seed=0,
+                             row_filters=row_filters(2, {"train": ("train", 0)}), row_orders={"train": order})
+    for _ in range(2):
+        read = np.concatenate([batch["index"].numpy() for batch in
+                               ordered["train"].iter_torch_batches(batch_size=100, collate_fn=plain)])
+        assert np.array_equal(read, order)
+
+
+def test_original_train_order_is_the_once_shuffled_scale_stack(emoji_dir):
+    manifest = json.loads((emoji_dir / "manifest.json").read_text())
+    arrays = load_npz(emoji_dir / "emoji.npz")
+    order = original_train_order(manifest, 1)
+    # The original (data/dataset.py to_numpy): images[0, [64 - s for s in 17..32]] flattened, then
+    # RandomState(42).shuffle; a row's index is its position in the split's flattened npz order.
+    stacked = arrays.scls[0][[64 - s for s in range(17, 33)]].reshape(-1)
+    np.random.RandomState(42).shuffle(stacked)
+    assert np.array_equal(arrays.scls[0].reshape(-1)[order], stacked)
+    flat = arrays.imgs[0].reshape(-1, 64, 64)
+    images = arrays.imgs[0][[64 - s for s in range(17, 33)]].reshape(-1, 64, 64)
+    np.random.RandomState(42).shuffle(images)
+    assert np.array_equal(flat[order], images)
+    assert len(order) == 16 * 36 and len(set(order.tolist())) == len(order)
+    assert np.array_equal(np.sort(original_train_order(manifest, 0)), np.arange(48 * 36))
 
 
 def test_shards_refuse_extra_columns_that_do_not_fit(tmp_path):

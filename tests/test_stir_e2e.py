@@ -22,10 +22,11 @@ ORIGINAL_PARAMS = {"model": "standard", "data": "emoji", "evaluation": "2", "ker
 
 @pytest.fixture(scope="module")
 def emoji_shards(tmp_path_factory) -> Path:
+    from pipelines.stir.emoji import offline_glyphs
     from pipelines.stir.generate import generate
 
     out = tmp_path_factory.mktemp("stir") / "emoji"
-    generate("emoji", str(out))
+    generate("emoji", str(out), glyphs=offline_glyphs())
     return out
 
 
@@ -71,6 +72,7 @@ def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, wor
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     cfg = load_config("stir/emoji", [
         f"data.path={emoji_shards}", "data.limit=160", "data.test_limit=144", "train.epochs=2", "seed=1",
+        "stir.shuffle=once",  # the original's fixed train order (a sorted Ray Data stream, no local shuffle)
         f"tracking.uri={uri}", f"checkpoint.storage_path={workdir / 'runs'}",
     ])
     summary = run_training(cfg, progress=False)
@@ -124,3 +126,59 @@ def test_early_stopping_keeps_the_best_weights():
     assert not EarlyStopping(0, "val_acc").update({"epoch": 1}, model)  # off: nothing is read
     with pytest.raises(ConfigError, match="early_stopping_metric='val_acc'"):
         EarlyStopping(1, "val_acc").update({"epoch": 1, "test_acc": 0.5}, model)
+
+
+class _FinalLoop:
+    """What StirRecipe.on_fit_end uses of the loop: the final stream at every scale of a 36-class split."""
+
+    has_run, bare = True, None
+
+    def __init__(self, per_scale: int):
+        self.per_scale, self.logged = per_scale, {}
+        self.wc = type("WC", (), {"device": "cpu"})()
+
+    def evaluate_stream(self, stream, per_batch):
+        assert stream == "final"
+        index = torch.arange(48 * self.per_scale)
+        labels = index % self.per_scale
+        scale = 64 - index // self.per_scale
+        outputs = torch.zeros(len(index), self.per_scale)
+        outputs[torch.arange(len(index)), torch.where(scale % 2 == 0, labels, (labels + 1) % self.per_scale)] = 5.0
+        per_batch({"index": index, "label": labels}, outputs)  # right at even object sizes only
+
+    def all_reduce(self, values):
+        return values
+
+    def log_params(self, params):
+        self.logged["params"] = params
+
+    def log_artifact(self, name, data):
+        self.logged[name] = data
+
+    def set_tags(self, tags):
+        self.logged["tags"] = tags
+
+
+def test_final_test_scores_the_scenario_and_generalization_covers_all_48_scales(emoji_shards):
+    from raysys.data import holdout
+    from raysys.data.shards import load_manifest
+    from raysys.families.stir.recipe import StirRecipe
+    from raysys.families.stir.scenarios import original_train_order
+
+    cfg = load_config("stir/emoji", [f"data.path={emoji_shards}", "stir.evaluation=1", "stir.analysis=false",
+                                     "stir.shuffle=once"])
+    manifest = load_manifest(str(emoji_shards))
+    recipe = StirRecipe(cfg)
+    selection = recipe.select_data(manifest, holdout.select(cfg, manifest))
+    assert set(selection.row_filters) == {"train", "test"}  # "final" reads all 48 scales
+    assert np.array_equal(selection.row_orders["train"], original_train_order(manifest, 1))
+    loop = _FinalLoop(36)
+    final = recipe.on_fit_end(loop, [{"train_time": 1.0, "val_acc": 50.0}])
+    assert final["test_acc"] == pytest.approx(50.0)  # scales 33..64: half of them even
+    (row,) = list(csv.DictReader(io.StringIO(loop.logged["generalization.csv"].decode())))
+    assert [float(row[f"s{s}"]) for s in range(17, 65)] == [1.0 if s % 2 == 0 else 0.0 for s in range(17, 65)]
+    assert "shuffle" not in loop.logged["params"]  # the original's seven params only
+    for bad, message in (("stir.shuffle=twice", "stir.shuffle"), ("stir.disco_basis=/nonexistent.pt", "no such file")):
+        with pytest.raises(ConfigError, match=message):
+            StirRecipe(load_config("stir/emoji", [f"data.path={emoji_shards}", bad])).select_data(
+                manifest, holdout.select(cfg, manifest))

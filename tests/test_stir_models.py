@@ -173,12 +173,12 @@ def test_model_pool_indices_after_a_forward():
 
 
 def _emoji_at(scales, names=("tired", "smile-beam", "grin", "angry")):
-    from pipelines.stir.emoji import _svg_file, _svg_folder, render_coverage
+    from pipelines.stir.emoji import emoji_svgs, render_coverage
 
-    folder = _svg_folder(None)
+    svgs = emoji_svgs("fontawesome6")  # offline everywhere (a PyPI requirement)
     images = []
     for name in names:
-        svg = _svg_file(folder, name)
+        svg = svgs[name]
         for s in scales:
             canvas = np.zeros((64, 64), np.float32)
             canvas[:s, :s] = render_coverage(svg, s) / 255.0
@@ -254,3 +254,67 @@ def test_bench_stir_quick_times_models_against_standard(tmp_path):
     assert set(result["figures"]) == {"standard", "xu", "kanazawa"}
     assert set(result["ratios"]) == {"xu/standard", "kanazawa/standard"}
     assert all(f["unit"] == "s/epoch" for f in result["figures"].values())
+
+
+# ---- factories (plain keyword arguments) and the config adapter ---------------------------
+
+
+def test_factories_build_without_a_config_as_the_adapter_does():
+    from raysys.models import create_model, model_kwargs
+
+    torch.manual_seed(0)
+    direct = create_model("stir_disco", in_channels=1, num_classes=36, kernel_size=7)
+    assert n_params(direct) == _standard_count(1, 36, 7)
+    cfg = cfg_for("pixel_pool", kernel_size=3, interpolation="area")
+    assert model_kwargs(cfg, EMOJI) == dict(in_channels=1, num_classes=36, kernel_size=3, interpolation="area", size=64)
+    assert model_kwargs(cfg_for("standard"), COLOUR) == dict(in_channels=3, num_classes=16, kernel_size=7)
+    assert model_kwargs(cfg_for("disco"), EMOJI)["basis_file"] is None  # no stir.disco_basis: computed
+    for name in MODEL_NAMES:
+        kwargs = model_kwargs(cfg_for(name), EMOJI)
+        assert n_params(create_model(f"stir_{name}", **kwargs)) == n_params(build(name)), name
+    with pytest.raises(ConfigError, match="stir.kernel_size=5"):
+        create_model("stir_xu", in_channels=1, num_classes=2, kernel_size=5)
+
+
+# ---- the original's DISCO basis file and checkpoints -------------------------------------
+
+
+def _original_style_state(model) -> dict:
+    """``model``'s state dict with the persistent ``<conv>.basis.basis`` buffers the original saved."""
+    state = dict(model.state_dict())
+    for conv in ("conv1", "conv2"):
+        state[f"{conv}.basis.basis"] = getattr(model, conv).basis.basis.clone()
+    return state
+
+
+@pytest.mark.parametrize("name", ["hermite", "disco"])
+def test_original_sesn_checkpoints_load_with_their_basis(name):
+    source = build(name)
+    state = _original_style_state(source)
+    state["conv1.basis.basis"] = state["conv1.basis.basis"] * 2  # a basis unlike the computed one
+    target = build(name)
+    target.load_state_dict(state)  # strict
+    torch.testing.assert_close(target.conv1.basis.basis, state["conv1.basis.basis"])
+    assert "conv1.basis.basis" not in target.state_dict()  # raysys's own checkpoints leave it out
+    small = build(name, kernel_size=3)
+    with pytest.raises(RuntimeError, match="basis"):
+        small.load_state_dict(_original_style_state(build(name)), strict=False)
+
+
+def test_disco_basis_file_is_used_and_checked(tmp_path):
+    from raysys.models import create_model, model_kwargs
+
+    scales = (1.0, 1.26, 1.59, 2.0)
+    proxy = sesn.disco_proxy_basis(15, scales, 7).float() * 0.5 + 0.01
+    path = tmp_path / "size=15_eff_size=7_scales=[1.0, 1.26, 1.59, 2.0].pt"
+    torch.save(proxy, path)
+    model = create_model("stir_disco", in_channels=1, num_classes=36, basis_file=str(path))
+    torch.testing.assert_close(model.conv1.basis.basis, sesn.disco_basis(15, scales, 7, 1.9, 4, 1.9, proxy.double()))
+    assert not torch.allclose(model.conv1.basis.basis, build("disco").conv1.basis.basis)
+    cfg = OmegaConf.merge(cfg_for("disco"), {"stir": {"disco_basis": str(path)}})
+    assert model_kwargs(cfg, EMOJI)["basis_file"] == str(path)
+    torch.save(proxy[:, :3], tmp_path / "short.pt")
+    for bad, message in ((tmp_path / "missing.pt", "no such file"), (tmp_path / "short.pt", "expected a tensor"),
+                         (tmp_path, "not a torch tensor file")):
+        with pytest.raises(ConfigError, match=f"stir.disco_basis=.*{message}"):
+            create_model("stir_disco", in_channels=1, num_classes=36, basis_file=str(bad))

@@ -93,7 +93,7 @@ def read_csv(path: Path) -> list:
 def test_export_writes_the_original_clean_csv_columns(tracking, tmp_path):
     uri, _ = tracking
     out = tmp_path / "clean.csv"
-    assert cli(["stir", "export", "--tracking-uri", uri, "--out", str(out), "--all"]) == 0
+    assert cli(["stir", "export", f"tracking.uri={uri}", "--out", str(out), "--all"]) == 0
     with open(out, newline="") as handle:
         header = next(csv.reader(handle))
     assert header == ORIGINAL_HEADER
@@ -109,7 +109,7 @@ def test_export_writes_the_original_clean_csv_columns(tracking, tmp_path):
 def test_export_applies_the_median_lr_selection(tracking, tmp_path):
     uri, _ = tracking
     out = tmp_path / "clean.csv"
-    assert cli(["stir", "export", "--tracking-uri", uri, "--out", str(out)]) == 0
+    assert cli(["stir", "export", f"tracking.uri={uri}", "--out", str(out)]) == 0
     rows = read_csv(out)
     kept = {(r["params.data"], r["params.model"], r["params.lr"]): [] for r in rows}
     for r in rows:
@@ -132,7 +132,7 @@ def test_export_writes_a_space_of_the_kept_lrs_with_the_full_study_run_names(tra
 
     uri, _ = tracking
     path = tmp_path / "selected.yaml"
-    assert cli(["stir", "export", "--tracking-uri", uri, "--out", str(tmp_path / "c.csv"), "--data", "emoji",
+    assert cli(["stir", "export", f"tracking.uri={uri}", "--out", str(tmp_path / "c.csv"), "--data", "emoji",
                 "--space-out", str(path)]) == 0
     space = load_space(path, check_trials=False)
     assert space.seeds == list(range(1, 51)) and space.report == "stir-emoji"
@@ -147,10 +147,10 @@ def test_export_writes_a_space_of_the_kept_lrs_with_the_full_study_run_names(tra
 def test_export_refuses_an_unknown_experiment_and_an_empty_one(tracking, tmp_path, capsys):
     uri, _ = tracking
     out = tmp_path / "clean.csv"
-    assert cli(["stir", "export", "--tracking-uri", uri, "--out", str(out), "--experiment", "stri"]) != 0
+    assert cli(["stir", "export", f"tracking.uri={uri}", "--out", str(out), "--experiment", "stri"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'stri'" in err and "'stir'" in err and "'other'" in err
-    assert cli(["stir", "export", "--tracking-uri", uri, "--out", str(out), "--experiment", "other"]) != 0
+    assert cli(["stir", "export", f"tracking.uri={uri}", "--out", str(out), "--experiment", "other"]) != 0
     assert "no FINISHED STIR runs" in capsys.readouterr().err
     assert not out.exists()
 
@@ -217,7 +217,7 @@ def test_sweep_trial_configs_equal_loading_every_trial(tmp_path):
 
     from raysys.config.loader import load_config
     from raysys.train.locations import pin_locations
-    from raysys.tune.space import load_space
+    from raysys.tune.space import labelled_run_name, load_space
     from raysys.tune.sweep import trial_configs
 
     path = tmp_path / "space.yaml"
@@ -229,5 +229,7 @@ def test_sweep_trial_configs_equal_loading_every_trial(tmp_path):
     space = load_space(path)
     fast = trial_configs(space, "stir")
     slow = [pin_locations(load_config(t.preset, [*t.argv(), "tracking.experiment=stir"])) for t in space.trials()]
+    for trial, cfg in zip(space.trials(), slow):  # the sweep names a row's runs by its label
+        cfg.run_name = labelled_run_name(trial.label, trial.preset, cfg.run_name)
     assert [OmegaConf.to_container(c) for c in fast] == [OmegaConf.to_container(c) for c in slow]
     assert len({c.run_name for c in fast}) == 3 + 1  # generated names per seed; the given name stays

@@ -109,6 +109,14 @@ def test_sweep_runs_children_under_a_parent(swept):
     assert {c.data.params["seed"] for c in children} == {"0", "1"}
     for child in children:  # the same metrics as a single `raysys train` run
         assert {"train_loss", "test_acc", "test_count", "lr"} <= set(child.data.metrics)
+    # each run is tagged with its row, and its name says the row
+    lr = {c.data.tags["raysys.row"]: c.data.params["train.lr"] for c in children}
+    assert lr == {"fashion-mnist-resnet20 lr=0.1": "0.1", "fashion-mnist-resnet20 lr=0.05": "0.05"}
+    assert all(c.data.tags["raysys.run_name"].startswith(f"fashion-mnist-resnet20-lr{c.data.params['train.lr']}-seed")
+               for c in children)
+    # the parent carries each row's mean over seeds, sortable in the runs table
+    assert 0 <= parent.data.metrics["row/fashion-mnist-resnet20-lr0.1/test_acc_mean"] <= 1
+    assert parent.data.metrics["row/fashion-mnist-resnet20-lr0.05/test_acc_n"] == 2
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.yaml", "summary.csv", "summary.md"} <= artifacts
 

@@ -43,8 +43,13 @@ def history(client, run_id: str, key: str):
 def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_cluster, workdir, capsys):
     cfg = small_config(fashion_shards, workdir, "scaling.num_workers=2", "seed=1")
     summary = run_training(cfg, progress=True)
-    progress = capsys.readouterr().err
-    assert "2/2" in progress and "test_acc=" in progress  # the driver's tqdm bar followed the epochs
+    progress = capsys.readouterr().err.splitlines()
+    # No terminal: plain lines from rank 0's progress inside each epoch, and one summary per epoch.
+    inside = [line for line in progress if " batches  loss " in line]
+    assert any("epoch 1/2" in line for line in inside) and any("epoch 2/2" in line for line in inside), progress
+    assert all(" img/s" in line and " lr " in line and " acc " in line for line in inside)
+    summaries = [line for line in progress if "train loss" in line and "test loss" in line]
+    assert [line.split("raysys [")[1].split("] ")[1].split("  ")[0] for line in summaries] == ["epoch 1/2", "epoch 2/2"]
 
     client = mlflow_client(workdir)
     run = client.get_run(summary["run_id"])
@@ -191,8 +196,15 @@ def test_cli_a_finished_run_is_answered_without_starting_ray(fashion_shards, tmp
 def test_cli_worker_failure_is_the_last_line_after_rays_forwarded_output(fashion_shards, tmp_path):
     failed = _cli_train(tmp_path, fashion_shards, "train.lr=1e30", "train.scheduler=constant", "failure.max_failures=0")
     assert failed.returncode == 1
-    assert "(RayTrainWorker" in failed.stderr  # Ray did forward worker output ...
-    last = failed.stderr.rstrip().splitlines()[-1]  # ... and none of it follows the error
+    # Ray's own output is off the console: only raysys's lines, Ray's warnings and errors as one
+    # `raysys: Ray ...` line each; all of it is in console.log beside the run's checkpoints.
+    lines = failed.stderr.rstrip().splitlines()
+    assert all(line.startswith(("raysys", "error: ", "note: ")) for line in lines), failed.stderr[-3000:]
+    [log] = (tmp_path / "runs").glob("cli-*/console.log")
+    assert sum(f"Ray's own output is in {log}" in line for line in lines) == 1
+    assert "(RayTrainWorker pid=" in log.read_text()  # Ray did forward the workers' output, into the log
+    assert any(line.startswith("raysys: Ray error (") and line.endswith(f"{log.parent.name}/console.log]") for line in lines)
+    last = lines[-1]  # ... and nothing follows the error
     assert last.startswith("error: training run 'cli' failed: non-finite loss"), failed.stderr[-3000:]
     [run] = _cli_runs(tmp_path)
     assert run.info.status == "FAILED" and "non-finite loss" in run.data.tags["raysys.failure_reason"]

@@ -25,7 +25,7 @@ from raysys.errors import ConfigError
 from raysys.registry import Registry
 from raysys.track import identity, runs
 from raysys.train.locations import pin_locations
-from raysys.tune.space import Space, find_space, load_space
+from raysys.tune.space import Space, find_space, labelled_run_name, load_space
 
 
 
@@ -78,6 +78,7 @@ class SeedRun:
     value: Optional[float] = None
     extra: Dict[str, float] = field(default_factory=dict)  # column metric -> value (shown scale)
     identity: str = ""  # of the run used: identity.SAME or identity.UNVERIFIED (recorded before fingerprints)
+    former_name: str = ""  # the name such a run had before run names said the row
 
 
 @dataclass
@@ -163,7 +164,7 @@ def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, 
         seed_runs = []
         for seed in space.seeds:
             cfg = pin_locations(load_config(row.preset, [*row.overrides, f"seed={seed}", f"tracking.experiment={experiment}"]))
-            seed_run = SeedRun(seed, cfg.run_name)
+            seed_run = SeedRun(seed, labelled_run_name(row.label, row.preset, cfg.run_name), former_name=cfg.run_name)
             expected[row.label, seed] = identity.fingerprint(cfg)
             seed_runs.append(seed_run)
         rows.append(RowResult(row.label, seed_runs, definition.published.get(row.label)))
@@ -173,10 +174,13 @@ def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, 
         named = membership.by_name(members)
         for row in rows:
             for seed_run in row.runs:
-                if sweep.enforced:
-                    candidates = named.get(seed_run.run_name, [])
-                else:  # a store from before sweep membership: match by name, as then
-                    candidates = membership.named_finished(mlflow_client, exp_id, seed_run.run_name)
+                candidates = []
+                # the trial's name, then the name it had before run names said the row
+                for name in dict.fromkeys([seed_run.run_name, seed_run.former_name]):
+                    if sweep.enforced:
+                        candidates = candidates or named.get(name, [])
+                    else:  # a store from before sweep membership: match by name, as then
+                        candidates = candidates or membership.named_finished(mlflow_client, exp_id, name)
                 chosen = membership.pick(candidates, expected[row.label, seed_run.seed])
                 found = chosen.run
                 if found is not None and definition.metric in found.data.metrics:

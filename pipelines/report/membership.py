@@ -201,6 +201,9 @@ def pick(candidates: Sequence, expected_fingerprint: str) -> Pick:
 def expected_fingerprints(space, experiment: str, wanted: Optional[set] = None) -> Dict[str, str]:
     """Run name -> config fingerprint for every trial of ``space`` (or only the run names in ``wanted``).
 
+    A trial's name is the sweep's (:func:`raysys.tune.space.labelled_run_name`); the name its runs had
+    before names said the row maps to the same fingerprint.
+
     Each row's Config is loaded once; per seed only ``seed`` and the run name change
     (:func:`raysys.tune.space.reseeded`), so the fingerprint is the row's resolved tree with
     that seed, and the name is what ``reseeded`` gives (computed on a config of the three
@@ -210,7 +213,7 @@ def expected_fingerprints(space, experiment: str, wanted: Optional[set] = None) 
 
     from raysys.config.loader import load_config
     from raysys.train.locations import pin_locations
-    from raysys.tune.space import reseeded
+    from raysys.tune.space import labelled_run_name, reseeded
 
     out: Dict[str, str] = {}
     for row in space.rows:
@@ -219,8 +222,10 @@ def expected_fingerprints(space, experiment: str, wanted: Optional[set] = None) 
         exact = resolved != OmegaConf.to_container(base, resolve=False)  # an interpolation may read the seed
         naming = OmegaConf.create({"preset": base.preset, "seed": base.seed, "run_name": base.run_name})
         for seed in space.seeds:
-            name = str(reseeded(naming, seed).run_name)
-            if wanted is not None and name not in wanted:
+            former = str(reseeded(naming, seed).run_name)  # the name before run names said the row
+            names = dict.fromkeys([labelled_run_name(row.label, row.preset, former), former])
+            if wanted is not None and not wanted.intersection(names):
                 continue
-            out[name] = identity.fingerprint(reseeded(base, seed) if exact else {**resolved, "seed": seed})
+            fingerprint = identity.fingerprint(reseeded(base, seed) if exact else {**resolved, "seed": seed})
+            out.update({name: fingerprint for name in names})
     return out

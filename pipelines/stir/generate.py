@@ -26,19 +26,28 @@ def generate(
     instances: Optional[int] = None,
     overwrite: bool = False,
     rows_per_shard: Optional[int] = None,
+    glyphs: Optional[str] = None,
 ) -> dict:
-    """Generate STIR ``name`` into ``out`` (npz + shards); returns the manifest."""
+    """Generate STIR ``name`` into ``out`` (npz + shards); returns the manifest.
+
+    ``glyphs`` (emoji only): ``fontawesome5`` (default, the original's) or ``fontawesome6``.
+    """
     spec = STIR_SOURCES.get(name)
     if spec.needs_source and not source:
         raise DataError(f"STIR {spec.name} needs --source: {spec.description}")
+    given = {"glyphs": glyphs} if glyphs else {}
+    for option in given:
+        if option not in spec.options:
+            raise DataError(f"--{option} is an option of STIR emoji only, not of {spec.name}")
+    build_options = {**spec.options, **given}
     source_path = Path(source).expanduser() if source else None
     if source_path is not None and not source_path.exists():
         raise DataError(f"source {source_path} does not exist")
     check_out(out, overwrite=overwrite)  # fail before a long generation
     started = time.perf_counter()
-    arrays = spec.build(source_path, seed, instances)
+    arrays = spec.build(source_path, seed, instances, **build_options)
     log.info("generated STIR %s: %s images in %.1f s", spec.name, arrays.imgs.shape, time.perf_counter() - started)
-    options = {"generator": {"source": spec.name, "seed": seed, "instances": arrays.instances}}
+    options = {"generator": {"source": spec.name, "seed": seed, "instances": arrays.instances, **build_options}}
     return write_outputs(arrays, spec.name, out, overwrite=overwrite, rows_per_shard=rows_per_shard, options=options)
 
 

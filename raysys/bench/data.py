@@ -7,7 +7,12 @@ Both sides read the same files and do the same work per image:
   the production stream (augmentation ``resnet``).
 * A JPEG ImageFolder: torchvision ``ImageFolder`` + RandomResizedCrop(224), flip,
   ToTensor, Normalize; against ``prepare imagenet`` -> JPEG shards -> the stream
-  (augmentation ``imagenet``).
+  (augmentation ``imagenet``); and the same stream with reduced-size decoding
+  (``jpeg.ray_data_draft``: ``data.jpeg_draft=true``).
+* The JPEG decode floor: CPU ms per image of decoding alone, in this process, on
+  the shards' bytes: full size (``decode_jpeg``) and as draft mode decodes for
+  RandomResizedCrop(224) (each image at the smallest DCT scale its crop allows),
+  with the share of images that crop allowed to decode reduced.
 
 Batches of ``batch`` normalised float images; ``workers`` CPU workers on each side:
 DataLoader worker processes, and Ray Data collate threads on a Ray of that many CPUs.
@@ -15,7 +20,11 @@ For reference, the DataLoader also runs in process (``num_workers=0``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
+from pathlib import Path
+from typing import List
 
 import torch
 
@@ -27,6 +36,8 @@ from raysys.bench.stream_epochs import LoaderEpochs, StreamEpochs
 from raysys.bench.timing import compare, now, torch_threads
 
 GOAL = Goal(">=", 2.0)
+JPEG_GOAL = Goal(">=", 2.5)  # issue 19: the JPEG stream, decoding included
+CROP = 224
 CPU_NOTE = "this process and its children: Ray's own processes are not counted"
 
 
@@ -55,13 +66,79 @@ def _jpeg_cases(ctx: BenchContext) -> dict:
     from raysys.data.formats.base import IMAGENET_MEAN, IMAGENET_STD
 
     source, shards = ctx.workdir / "imagefolder", ctx.workdir / "imagenet-shards"
-    write_imagefolder(source, classes=10, train_per_class=max(1, ctx["jpeg_images"] // 10), val_per_class=1)
+    write_imagefolder(
+        source, classes=10, train_per_class=max(1, ctx["jpeg_images"] // 10), val_per_class=1,
+        size=(ctx["jpeg_width"], ctx["jpeg_height"]),
+    )
     _prepare("imagenet", source, shards)
     dataset = reference.image_folder(source / "train", reference.imagenet_transform(train=True))
-    return _cases(ctx, "jpeg", dataset, StreamEpochs(
-        shards, IMAGENET_MEAN, IMAGENET_STD, augment="imagenet", batch_size=ctx["batch"],
-        threads=ctx["workers"], resize=224,
-    ))
+
+    def stream() -> StreamEpochs:
+        return StreamEpochs(
+            shards, IMAGENET_MEAN, IMAGENET_STD, augment="imagenet", batch_size=ctx["batch"],
+            threads=ctx["workers"], resize=CROP,
+        )
+
+    cases = _cases(ctx, "jpeg", dataset, stream())
+    draft = stream()
+    draft.fmt = dataclasses.replace(draft.fmt, jpeg_draft=True)  # as data.jpeg_draft=true sets it
+    cases["jpeg.ray_data_draft"] = draft
+    return cases
+
+
+def shard_jpegs(shards: Path) -> List[torch.Tensor]:
+    """The train split's encoded JPEGs, as the stream reads them."""
+    import pyarrow.parquet as pq
+
+    from raysys.data.jpeg import encoded_tensors
+    from raysys.data.shards import load_manifest, shard_files
+
+    files = shard_files(str(shards), load_manifest(str(shards)), "train")
+    return encoded_tensors(pq.read_table(files, columns=["image"]).column("image"))
+
+
+class DecodeOnly:
+    """One pass of decoding alone over ``blobs`` in this thread: full size, or as draft mode decodes.
+
+    Draft: each image at the smallest DCT scale its RandomResizedCrop(224) window
+    allows (seeded, so every pass decodes the same scales); ``reductions`` holds them.
+    ``cpu_ms`` holds each pass's CPU ms per image of this thread alone (the process-wide
+    count would include Ray's threads and processes).
+    """
+
+    def __init__(self, blobs: List[torch.Tensor], draft: bool):
+        self.blobs, self.draft = blobs, draft
+        self.reductions: List[int] = []
+        self.cpu_ms: List[float] = []
+
+    def __call__(self) -> int:
+        from raysys.data import jpeg
+
+        start = time.thread_time()
+        if self.draft:
+            generator, policy = torch.Generator().manual_seed(0), jpeg.CROPS.get("random-resized")
+            self.reductions = [jpeg.draft_decode(blob, policy, CROP, generator)[2] for blob in self.blobs]
+        else:
+            for blob in self.blobs:
+                jpeg.decode_tensors([blob])
+        self.cpu_ms.append((time.thread_time() - start) * 1e3 / max(1, len(self.blobs)))
+        return len(self.blobs)
+
+
+def _decode_floor(ctx: BenchContext) -> None:
+    result = ctx.result
+    blobs = shard_jpegs(ctx.workdir / "imagenet-shards")
+    cases = {"jpeg.decode_full": DecodeOnly(blobs, draft=False), "jpeg.decode_draft": DecodeOnly(blobs, draft=True)}
+    samples = compare(cases, repeats=ctx["repeats"], warmup=ctx["warmup"])
+    for name, sample in samples.items():
+        result.add_figure(name, "images/s", sample.rate().values, "decoding alone, one thread of this process")
+        timed = cases[name].cpu_ms[ctx["warmup"]:]  # the timed passes, after the warm-up ones
+        result.add_figure(f"{name}.cpu", "CPU ms/image", timed, "decoding alone: this thread's CPU time")
+    reductions = cases["jpeg.decode_draft"].reductions
+    reduced = sum(r > 1 for r in reductions) / max(1, len(reductions))
+    result.add_figure("jpeg.draft_reduced_share", "% of images", [100 * reduced],
+                      f"decoded at 1/2..1/8 for RandomResizedCrop({CROP}); the rest at full size")
+    result.add_ratio("jpeg decode_draft/decode_full", "jpeg.decode_draft", "jpeg.decode_full")
 
 
 def _cases(ctx: BenchContext, prefix: str, dataset, stream: StreamEpochs) -> dict:
@@ -81,8 +158,8 @@ def _cases(ctx: BenchContext, prefix: str, dataset, stream: StreamEpochs) -> dic
     "data",
     help="images/s: Parquet shards -> Ray Data stream vs torchvision dataset + DataLoader (CIFAR-10; JPEG ImageFolder)",
     full=dict(
-        images=10000, jpeg_images=1000, batch=64, workers=2, torch_threads=1, jpeg=True, in_process_baseline=True,
-        repeats=5, warmup=1,
+        images=10000, jpeg_images=1000, jpeg_width=500, jpeg_height=375, batch=64, workers=2, torch_threads=1,
+        jpeg=True, in_process_baseline=True, repeats=5, warmup=1,
     ),
     quick=dict(images=320, jpeg_images=40, batch=32, repeats=1, warmup=1),
 )
@@ -106,6 +183,10 @@ def bench_data(ctx: BenchContext) -> None:
                 result.add_ratio(
                     f"{prefix} ray_data/torchvision_in_process", f"{prefix}.ray_data", f"{prefix}.torchvision_in_process"
                 )
+            if prefix == "jpeg":
+                result.add_ratio("jpeg ray_data_draft/torchvision", "jpeg.ray_data_draft", "jpeg.torchvision", JPEG_GOAL)
+                result.add_ratio("jpeg ray_data_draft/ray_data", "jpeg.ray_data_draft", "jpeg.ray_data")
+                _decode_floor(ctx)
     result.notes.append(
         f"both sides: batches of {ctx['batch']}, {ctx['workers']} CPU workers (DataLoader processes; "
         "Ray Data collate threads), one epoch per sample, interleaved"

@@ -3,8 +3,8 @@
 One process, no Ray: FlexNet-7 (the ``flexconv/cifar10-flexnet7`` preset: FlexConv +
 MAGNet, horizon 33) trained with the FlexConv recipe (Adam, mask-parameter group,
 kernel-L2 loss) on one fixed random batch. Six cases, interleaved round by round:
-``conv.use_fft`` false (direct ``F.conv2d``), true (rfft2) and auto (FFT from
-``conv.fft_min_kernel``), each at the mask's initial size (sigma 0.075: about 5x5 of
+``flexconv.conv.use_fft`` false (direct ``F.conv2d``), true (rfft2) and auto (FFT from
+``flexconv.conv.fft_min_kernel``), each at the mask's initial size (sigma 0.075: about 5x5 of
 the 33x33 grid after dynamic cropping) and with fully grown masks (sigma 1: the whole
 33x33 horizon). Every case has its own copy of the same initial weights. ``sizes`` and
 ``paths`` pick a subset (e.g. ``sizes=init paths=direct,auto``: many cheap repeats).
@@ -97,7 +97,7 @@ def bench_flexconv(ctx: BenchContext) -> None:
         images = torch.randn(ctx["batch"], 3, ctx["size"], ctx["size"], device=device)
         labels = torch.randint(0, 10, (ctx["batch"],), device=device)
         for path, use_fft in paths.items():
-            cfg = load_config(PRESET, [f"conv.use_fft={use_fft}", f"conv.fft_min_kernel={ctx['fft_min_kernel']}",
+            cfg = load_config(PRESET, [f"flexconv.conv.use_fft={use_fft}", f"flexconv.conv.fft_min_kernel={ctx['fft_min_kernel']}",
                                        f"train.weight_decay={ctx['weight_decay']}"])
             torch.manual_seed(0)
             base = build_model(cfg, InputSpec(3, ctx["size"], 10)).to(device)

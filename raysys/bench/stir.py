@@ -31,11 +31,12 @@ def _emoji_images(path: str, workdir: Path) -> tuple[torch.Tensor, torch.Tensor,
 
     npz = Path(path) / "emoji.npz"
     if not npz.is_file():
+        from pipelines.stir.emoji import offline_glyphs
         from pipelines.stir.generate import generate
 
         out = workdir / "stir-emoji"
         if not (out / "emoji.npz").is_file():
-            generate("emoji", str(out))
+            generate("emoji", str(out), glyphs=offline_glyphs())  # timing only: FA 6 where 5.15.3 is not cached
         npz = out / "emoji.npz"
     arrays = load_npz(npz)
     keep = [SCALES.index(s) for s in split_scales(SCENARIO, "train")]

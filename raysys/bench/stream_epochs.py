@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -18,33 +18,38 @@ class StreamEpochs:
 
     def __init__(
         self, shards: Path, mean: Sequence[float], std: Sequence[float], *, augment: str, batch_size: int,
-        threads: int, resize: int = 0, seed: int = 0,
+        threads: int, resize: int = 0, seed: int = 0, materialize_limit: Optional[int] = None,
     ):
         from raysys.config.schema import DataConfig
         from raysys.data.shards import load_manifest
-        from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows, split_rows, train_eval_data_config
+        from raysys.data.stream import (
+            CACHE_LIMIT_BYTES, build_datasets, image_format, shuffle_buffer_rows, split_rows, train_eval_data_config,
+        )
 
         manifest = load_manifest(str(shards))
         self.fmt = image_format(manifest, mean, std, resize)
-        datasets = build_datasets(str(shards), manifest, {"train": ("train", 0)}, self.fmt, seed)
+        limit = CACHE_LIMIT_BYTES if materialize_limit is None else materialize_limit  # 0: stream every epoch
+        datasets = build_datasets(str(shards), manifest, {"train": ("train", 0)}, self.fmt, seed, materialize_limit=limit)
+        self.materialized = type(datasets["train"]).__name__ == "MaterializedDataset"
         split = train_eval_data_config().configure(datasets, world_size=1, worker_handles=None, worker_node_ids=None)
         self.shard = split[0]["train"]
         self.shuffle_rows = shuffle_buffer_rows(self.fmt, split_rows(manifest, "train", 0), DataConfig().shuffle_buffer)
         self.augment, self.batch_size, self.threads, self.seed = augment, batch_size, threads, seed
         self.epoch = 0
 
-    def __call__(self) -> int:
+    def batches(self) -> Iterator[dict]:
+        """One epoch's batches (the next epoch's on the next call)."""
         from raysys.data.stream import BatchCollator, iter_batches
 
         collator = BatchCollator(self.fmt, self.augment, self.seed, self.epoch, 0)
-        seen = 0
-        for batch in iter_batches(
+        yield from iter_batches(
             self.shard, collator, self.batch_size, shuffle_rows=self.shuffle_rows,
             shuffle_seed=self.seed * 1_000_003 + self.epoch, prefetch_batches=self.threads, device=torch.device("cpu"),
-        ):
-            seen += batch["label"].shape[0]
+        )
         self.epoch += 1
-        return seen
+
+    def __call__(self) -> int:
+        return sum(batch["label"].shape[0] for batch in self.batches())
 
 
 class LoaderEpochs:

@@ -10,14 +10,17 @@ from raysys.cli.registry import command
 
 
 def _load(args: argparse.Namespace):
-    # The catalog registers every name a config may refer to, so a bad value
-    # is refused here, before Ray starts.
+    # Loading discovers every family's registered names, so a bad value is
+    # refused here, before Ray starts.
     from raysys.config import load_config
 
     return load_config(args.preset, args.overrides)
 
 
-@command("presets", help="List the shipped presets, grouped by paper.")
+@command("presets", help="List the shipped presets, grouped by paper.", examples=(
+    'raysys presets',
+    'raysys presets --json',
+))
 def presets_command(parser: argparse.ArgumentParser):
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -41,7 +44,11 @@ def presets_command(parser: argparse.ArgumentParser):
     return run
 
 
-@command("prepare", help="Convert a dataset from its original on-disk format to Parquet shards.")
+@command("prepare", help="Convert a dataset from its original on-disk format to Parquet shards.", examples=(
+    'raysys prepare fashion-mnist --source /usr/share/datasets/fashion-mnist --out data/shards/fashion-mnist',
+    'raysys prepare cifar10 --source cifar-10-batches-py --out data/shards/cifar10',
+    'raysys prepare imagenet --source ILSVRC2012 --out data/shards/imagenet --resize 256',
+))
 def prepare_command(parser: argparse.ArgumentParser):
     parser.add_argument("dataset", help="dataset name, e.g. fashion-mnist, cifar10, stl10, imagenet, imagenet32")
     parser.add_argument("--source", required=True, help="folder with the original files")
@@ -75,15 +82,24 @@ def add_preset_arguments(
     parser.add_argument("overrides", nargs="*", help=f"dotted overrides key=value, e.g. {overrides_example}")
 
 
-@command("train", help="Train a preset on Ray (Ray Train + Ray Data), tracked in MLflow.")
+@command("train", help="Train a preset on Ray (Ray Train + Ray Data), tracked in MLflow.", examples=(
+    'raysys train cifar-resnet/fashion-mnist-resnet20 train.epochs=2 scaling.num_workers=2',
+    'raysys train cifar-resnet/fashion-mnist-resnet20 tracking.uri=http://mlflow:5000 seed=1',
+    'raysys train cifar-resnet/fashion-mnist-resnet20 --print-config',
+))
 def train_command(parser: argparse.ArgumentParser):
     add_preset_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress display (default: a live bar on a terminal, a line per tenth of an epoch elsewhere)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--rerun", action="store_true",
                         help="train again although this config's run FINISHED: a new run; the old one is tagged superseded")
 
     def run(args: argparse.Namespace) -> int:
+        if not args.print_config:
+            from raysys.console import phase
+
+            phase(f"train {args.preset}: loading the preset and checking the config")
         cfg = _load(args)
         if args.print_config:
             from raysys.config import to_yaml
@@ -92,7 +108,7 @@ def train_command(parser: argparse.ArgumentParser):
             return 0
         from raysys.driver.training import run_training
 
-        summary = run_training(cfg, progress=not args.no_progress and sys.stderr.isatty(), rerun=args.rerun)
+        summary = run_training(cfg, progress=not args.no_progress, rerun=args.rerun)
         if summary["status"] == "already finished":
             print(f"run {summary['run_name']} already finished (run {summary['run_id']}); "
                   "nothing to train (--rerun trains it again as a new run)", file=sys.stderr)
@@ -102,7 +118,10 @@ def train_command(parser: argparse.ArgumentParser):
     return run
 
 
-@command("summary", help="Print a preset's model: layer table and parameter count.")
+@command("summary", help="Print a preset's model: layer table and parameter count.", examples=(
+    'raysys summary cifar-resnet/fashion-mnist-resnet20',
+    'raysys summary cifar-resnet/fashion-mnist-resnet20 model.name=cifar_resnet32 --json',
+))
 def summary_command(parser: argparse.ArgumentParser):
     add_preset_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -126,7 +145,11 @@ def summary_command(parser: argparse.ArgumentParser):
     return run
 
 
-@command("legacy", help="Run (or --print) an original codebase's command line on raysys.")
+@command("legacy", help="Run (or --print) an original codebase's command line on raysys.", examples=(
+    'raysys legacy --print -- python main.py --data /PTH/TO/ILSVRC2012 -a resnet50_lpf4 --pretrained -e',
+    'raysys legacy --print -- python src/train_superposition.py -e 1200 -x 5 --width 10 MIMONet-28 CIFAR10 HRR 4',
+    'raysys legacy -- python run_crossres.py cross_res.source_res=16 cross_res.target_res=32',
+))
 def legacy_command(parser: argparse.ArgumentParser):
     parser.add_argument("--print", action="store_true", dest="print_only", help="only print the equivalent raysys command")
     parser.add_argument("original", nargs=argparse.REMAINDER, help="-- python <script> <args...>")

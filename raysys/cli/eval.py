@@ -34,7 +34,11 @@ def _preset_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@command("eval", help="Evaluate a model on the validation shards with Ray (accuracy, shift consistency, ...), into MLflow.")
+@command("eval", help="Evaluate a model on the validation shards with Ray (accuracy, shift consistency, ...), into MLflow.", examples=(
+    'raysys eval antialiased/eval-resnet50_lpf4 antialias.weights=weights/resnet50_lpf4.pth',
+    'raysys eval <run id | run name | checkpoint> --metrics accuracy,shift-consistency',
+    'raysys eval --list',
+))
 def eval_command(parser: argparse.ArgumentParser):
     _preset_arguments(parser)
     parser.add_argument("--metrics", default="", help="comma-separated evaluators (default: evaluate.metrics), e.g. accuracy,shift-consistency")
@@ -49,13 +53,14 @@ def eval_command(parser: argparse.ArgumentParser):
             for name, cls in EVALUATORS.items():
                 print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
             return 0
-        from raysys.driver.evaluation import run_evaluation
+        from raysys.console import phase
+
+        phase(f"eval {args.preset}: loading the config")
+        from raysys.driver.evaluation import evaluate_trained, run_evaluation
 
         names = [n.strip() for n in args.metrics.split(",") if n.strip()] or None
         if not _is_preset(args.preset):
-            # A trained model: MLflow run id, run name or checkpoint path (raysys/eval/trained.py).
-            from raysys.eval.trained import evaluate_trained
-
+            # A trained model: MLflow run id, run name or checkpoint path (raysys/driver/checkpoints.py).
             print(json.dumps(evaluate_trained(args.preset, args.overrides, names)))
             return 0
         cfg = _load(args)
@@ -65,29 +70,19 @@ def eval_command(parser: argparse.ArgumentParser):
     return run
 
 
-@command("export-weights", help="Save a checkpoint's model weights without optimizer state or DDP prefixes.")
+@command("export-weights", help="Save a checkpoint's model weights without optimizer state or DDP prefixes.", examples=(
+    'raysys export-weights cifar-resnet/fashion-mnist-resnet20 --checkpoint runs/<run>/checkpoint_000001 --out resnet20.pth',
+    'raysys export-weights antialiased/eval-resnet50_lpf4 --checkpoint model_best.pth.tar --out resnet50_lpf4.pth',
+))
 def export_weights_command(parser: argparse.ArgumentParser):
     _preset_arguments(parser)
     parser.add_argument("--checkpoint", required=True, help="a raysys checkpoint (state.pt or its folder) or an original .pth.tar")
     parser.add_argument("--out", required=True, help="where to write {'state_dict': ...}")
 
     def run(args: argparse.Namespace) -> int:
-        from pathlib import Path
+        from raysys.driver.checkpoints import export_weights
 
-        from raysys.models import build_model
-        from raysys.models.weights import load_state, read_state_dict, save_weights
-        from raysys.train.inputs import input_spec
-
-        cfg = _load(args)
-        source = Path(args.checkpoint)
-        if source.is_dir():
-            source = source / "state.pt"
-        state = read_state_dict(source)
-        if "antialias" in cfg:
-            cfg.antialias.weights = ""  # the checkpoint replaces any initial weights
-        load_state(build_model(cfg, input_spec(cfg)), state, str(source))  # refuses a checkpoint of another model
-        out = save_weights(state, args.out)
-        print(json.dumps({"weights": str(out), "tensors": len(state)}))
+        print(json.dumps(export_weights(_load(args), args.checkpoint, args.out)))
         return 0
 
     return run

@@ -1,4 +1,8 @@
-"""``python -m raysys <command>``: one entry point; errors print as one line."""
+"""``raysys <command>`` (also ``python -m raysys``): one entry point; errors print as one line.
+
+Nothing heavy is imported before a command's handler runs: torch, Ray and MLflow
+load inside it, after its first phase line (:mod:`raysys.console`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +13,9 @@ import pkgutil
 import sys
 from typing import List, Optional
 
-from raysys.cli.registry import COMMANDS
+import raysys
+from raysys.cli.registry import COMMANDS, examples_epilog
+from raysys.console import rayout, set_verbose
 from raysys.errors import RaysysError, Terminated
 
 
@@ -25,12 +31,23 @@ def _import_command_modules() -> None:
 def build_parser() -> argparse.ArgumentParser:
     _import_command_modules()
 
-    parser = argparse.ArgumentParser(prog="python -m raysys", description="Structured-convolution experiments on Ray.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show Ray's, Ray Data's and Ray Train's own output (default: kept in a log file)")
+    parser = argparse.ArgumentParser(
+        prog="raysys", description="Structured-convolution experiments on Ray.", parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples_epilog(["raysys presets", "raysys train cifar-resnet/fashion-mnist-resnet20 train.epochs=2",
+                                "raysys <command> --help"]),
+    )
+    parser.add_argument("--version", action="version", version=f"raysys {raysys.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
-    for name, (help_text, setup) in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        sub_parser.set_defaults(handler=setup(sub_parser))
+    for name, spec in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=spec.help, description=spec.help, parents=[common],
+                                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                                    epilog=examples_epilog(spec.examples))
+        sub_parser.set_defaults(handler=spec.setup(sub_parser))
     return parser
 
 
@@ -48,26 +65,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.overrides = [*args.overrides, *overrides]
     elif extras:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if getattr(args, "verbose", False):
+        set_verbose(True)
+    rayout.prepare(args.command)  # Ray's switches, before anything imports Ray
     try:
         code = int(args.handler(args) or 0)
-        _stop_ray_output()  # the command's last line is out
+        stop_ray_output()  # the command's last line is out
         return code
     except RaysysError as exc:
-        _stop_ray_output()
+        stop_ray_output()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        _stop_ray_output()
+        stop_ray_output()
         print("error: interrupted", file=sys.stderr)
         return 130
     except Terminated as exc:
-        _stop_ray_output()
+        stop_ray_output()
         print("error: terminated (SIGTERM)", file=sys.stderr)
         return int(exc.code)
 
 
-def _stop_ray_output() -> None:
+def stop_ray_output() -> None:
     """Nothing may print after the final ``error:`` line: Ray forwards worker output until told not to."""
+    rayout.finish()  # Ray's output still held goes to its log file; no notice from now on
     if "ray" in sys.modules:
         from raysys.train.session import mute_ray_console
 
@@ -87,10 +108,32 @@ def run_and_exit(argv: Optional[List[str]] = None) -> None:
     Ray's shutdown at exit (and C++ parts of it, straight to the file descriptors)
     may still print; the last line the user sees is raysys's JSON line or ``error:``.
     """
-    code = main(argv)
+    try:
+        code = main(argv)
+    except BrokenPipeError:  # `raysys presets | head`: the reader left; no traceback
+        code = 141
+    exit_silently(code)
+
+
+EXIT_WAIT_S = 1.0  # the exit handlers' time (Ray's shutdown of a local Ray) before the process ends anyway
+
+
+def exit_silently(code: int) -> None:
+    """Exit with ``code`` within :data:`EXIT_WAIT_S`; whatever Ray prints while shutting down goes nowhere.
+
+    The exit handlers (``ray.shutdown`` among them) run in a thread given that long:
+    stopping a local Ray can take many seconds on a loaded machine, and its processes
+    (GCS, raylet, workers) end with this one anyway (Ray's fate sharing on Linux).
+    """
+    import atexit
+    import threading
+
     sys.stdout.flush()
     sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    sys.exit(code)
+    handlers = threading.Thread(target=atexit._run_exitfuncs, name="raysys-exit", daemon=True)
+    handlers.start()
+    handlers.join(EXIT_WAIT_S)
+    os._exit(code)

@@ -1,4 +1,4 @@
-"""``python -m raysys stir``: generate STIR datasets, shard an original STIR npz file, export runs."""
+"""``python -m raysys stir``: generate STIR datasets, fetch the emoji glyphs, shard an original npz file, export runs."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from raysys.cli.registry import command
+from raysys.cli.registry import command, deprecated_flag
 
 
 def _print_summary(manifest: dict, out: str) -> None:
@@ -21,21 +21,33 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-shard", type=int, default=None)
 
 
-@command("stir", help="STIR (scale equivariance): generate a dataset, shard an original npz file, export runs.")
+@command("stir", help="STIR (scale equivariance): generate a dataset, shard an original npz file, export runs.", examples=(
+    'raysys stir generate emoji --out data/stir/emoji',
+    'raysys stir export --data emoji --out clean.csv tracking.uri=sqlite:///mlflow.db',
+    'raysys stir analyze <run id> data.path=data/stir/emoji',
+))
 def stir_command(parser: argparse.ArgumentParser):
-    sub = parser.add_subparsers(dest="stir_command", metavar="<generate|shards|export|analyze>")
+    sub = parser.add_subparsers(dest="stir_command", metavar="<generate|fetch-glyphs|shards|export|analyze>")
     sub.required = True
 
     gen = sub.add_parser("generate", help="generate STIR emoji, mnist, trafficsign or aerial")
     gen.add_argument("name", help="emoji, mnist, trafficsign or aerial")
     gen.add_argument("--source", default=None,
                      help="original files: IDX folder (mnist), MTSD folder (trafficsign), DOTA folder (aerial); "
-                          "emoji: optional Font Awesome SVG folder (default: the fontawesomefree package)")
+                          "emoji: optional Font Awesome SVG folder or 5.15.3 .tgz (default: the cached npm tarball)")
+    gen.add_argument("--glyphs", default=None, choices=("fontawesome5", "fontawesome6"),
+                     help="emoji only: fontawesome5 (default: Font Awesome Free 5.15.3, the original's) or "
+                          "fontawesome6 (the fontawesomefree package's redrawn glyphs)")
     gen.add_argument("--seed", type=int, default=42, help="random positions and selection (default 42, the original's)")
     gen.add_argument("--instances", type=int, default=None,
                      help="instances per class and split (default: the original's; smaller for quick tests)")
     _add_output_arguments(gen)
     gen.set_defaults(stir_run=_run_generate)
+
+    glyphs = sub.add_parser("fetch-glyphs", help="fetch and cache Font Awesome Free 5.15.3 (npm) for STIR emoji")
+    glyphs.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry URL")
+    glyphs.add_argument("--no-npm", action="store_true", help="download with Python even when npm is on PATH")
+    glyphs.set_defaults(stir_run=_run_fetch_glyphs)
 
     shards = sub.add_parser("shards", help="write shards for an existing original-layout STIR npz file")
     shards.add_argument("--source", required=True, help="the .npz file (or a folder holding <name>.npz)")
@@ -46,7 +58,8 @@ def stir_command(parser: argparse.ArgumentParser):
     export = sub.add_parser("export", help="write FINISHED STIR runs as the original's clean.csv (lr-selected)")
     export.add_argument("--out", required=True, help="the CSV file to write, e.g. clean.csv")
     export.add_argument("--experiment", default="stir", help="MLflow experiment (default: stir, the presets' paper)")
-    export.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: sqlite ./mlflow.db)")
+    export.add_argument("overrides", nargs="*", help="tracking.uri=URI: the MLflow store (default: sqlite ./mlflow.db)")
+    deprecated_flag(export, "--tracking-uri", "tracking.uri", dest="tracking_uri")
     export.add_argument("--data", default="", help="only this dataset (emoji, mnist, trafficsign, aerial)")
     export.add_argument("--all", action="store_true",
                         help="every run, no lr selection (default: per model and scenario the lr with the higher "
@@ -69,8 +82,18 @@ def _run_generate(args: argparse.Namespace) -> int:
     from pipelines.stir.generate import generate
 
     manifest = generate(args.name, args.out, source=args.source, seed=args.seed, instances=args.instances,
-                        overwrite=args.overwrite, rows_per_shard=args.rows_per_shard)
+                        overwrite=args.overwrite, rows_per_shard=args.rows_per_shard, glyphs=args.glyphs)
     _print_summary(manifest, args.out)
+    return 0
+
+
+def _run_fetch_glyphs(args: argparse.Namespace) -> int:
+    from pipelines.stir import fontawesome
+
+    cached = fontawesome.cached_tarball() is not None
+    path = fontawesome.fetch(registry=args.registry, use_npm=False if args.no_npm else None)
+    print(json.dumps({"package": fontawesome.FONTAWESOME5.spec, "path": str(path),
+                      "integrity": fontawesome.FONTAWESOME5.integrity, "was_cached": cached}))
     return 0
 
 
@@ -92,7 +115,12 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"stir export --data: {one_of(args.data, DATASETS)}")
     if args.space_out and (args.all or not args.data):
         raise ConfigError("stir export --space-out needs --data (one dataset per space) and the lr selection (no --all)")
-    uri = resolve_tracking_uri(args.tracking_uri)
+    from raysys.cli.report import split_tracking_uri
+
+    rest, given = split_tracking_uri(args.overrides, args.tracking_uri)
+    if rest:
+        raise ConfigError(f"stir export takes only tracking.uri=..., not {rest[0]!r}")
+    uri = resolve_tracking_uri(given)
     records = search_records(uri, args.experiment, data=args.data)
     if not records:
         scope = f" of dataset {args.data!r}" if args.data else ""
@@ -116,7 +144,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
+    from raysys.driver.checkpoints import resolve
     from raysys.families.stir.analysis import analyse_trained
 
-    print(json.dumps(analyse_trained(args.run, args.overrides)))
+    print(json.dumps(analyse_trained(resolve(args.run, args.overrides), args.run)))
     return 0

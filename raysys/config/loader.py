@@ -18,6 +18,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from raysys.config import renames
 from raysys.config.schema import OPERATIONAL_KEYS, key_family, prune, root_schema, used_families
 from raysys.errors import ConfigError, did_you_mean, one_of
 from raysys.registry import choice_keys
@@ -94,7 +95,7 @@ def _preset_layers(name: str, seen: Tuple[str, ...] = ()) -> List[Dict[str, Any]
     base = data.get("extends")
     if base:
         layers = _preset_layers(str(base), seen + (name,))
-    layers.append({k: v for k, v in data.items() if k not in _PRESET_META})
+    layers.append(renames.upgrade_tree({k: v for k, v in data.items() if k not in _PRESET_META}, f"preset {name!r}"))
     return layers
 
 
@@ -161,6 +162,7 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     known = schema_keys()
     for item in overrides:
         key, value = parse_override(item)
+        key = renames.upgrade_key(key, f"override {item!r}")
         _check_key(cfg, key, known)
         update = OmegaConf.create()
         OmegaConf.update(update, key, value, force_add=True)
@@ -223,7 +225,7 @@ def load_config(preset: str, overrides: Sequence[str] = ()) -> DictConfig:
     base = OmegaConf.to_container(cfg)
     cfg = _apply_overrides(cfg, overrides)
     _validate_choices(cfg, shared=True)  # the model, recipe, ... that decide which families the run uses
-    used = check_used(cfg, [(parse_override(item)[0], f"override {item!r}") for item in overrides])
+    used = check_used(cfg, [(renames.current_key(parse_override(item)[0]), f"override {item!r}") for item in overrides])
     _validate_choices(cfg, shared=False)
     if not cfg.run_name:  # of the whole Config: the names runs had before configs were pruned
         cfg.run_name = default_run_name(preset, base, OmegaConf.to_container(cfg))
@@ -273,7 +275,8 @@ def default_run_name(preset: str, base: Dict[str, Any], cfg: Dict[str, Any]) -> 
     what lets a re-run find and resume its checkpoint and MLflow run.
     """
     name = f"{preset.split('/')[-1]}-seed{cfg['seed']}"
-    diff = science_diff(base, cfg)
+    # Hashed under the keys' old names (raysys/config/renames.py): a rename keeps every run's name.
+    diff = {renames.legacy_key(key): value for key, value in science_diff(base, cfg).items()}
     if diff:
         digest = hashlib.sha1(repr(sorted(diff.items())).encode()).hexdigest()[:8]
         name = f"{name}-{digest}"
@@ -293,6 +296,7 @@ def from_container(data: Dict[str, Any]) -> DictConfig:
     """
     if OmegaConf.is_config(data):
         data = OmegaConf.to_container(data)
+    data = renames.upgrade_tree(data, origin=None)  # a config saved under renamed keys
     used = used_families(data)
     cfg = OmegaConf.structured(root_schema(used))
     return _merge(cfg, prune(data, used), "saved config")

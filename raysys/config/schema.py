@@ -94,10 +94,18 @@ class DataConfig:
     test_limit: int = 0
     # Resize images to this side length in the stream (0 = keep).
     resize: int = 0
+    # JPEG shards: decode each image at the smallest DCT scale (1/2, 1/4, 1/8) that keeps
+    # its crop's resolution. Faster on large images; pixels differ slightly (docs/fidelity.md).
+    jpeg_draft: bool = False
+    # JPEG shards: decode on "cpu" (libjpeg-turbo) or "cuda" (nvJPEG, on each worker's GPU).
+    jpeg_device: str = "cpu"
     # Verify every shard's sha256 against the manifest before reading.
     verify_checksums: bool = False
     # Rows the local shuffle buffer of each worker holds (0 = no shuffle).
     shuffle_buffer: int = 10000
+    # A split whose decoded size is at most this many GiB is read once into Ray's object
+    # store; a larger one streams from the shards every epoch (0 = always stream).
+    materialize_limit_gb: float = 2.0
     # Hold this many rows of the train split out as the evaluation set instead of
     # the test split (0 = none); chosen as torch's random_split with holdout_seed
     # (MIMOConv without -f: 5000, seed 42). See raysys/data/holdout.py.
@@ -130,8 +138,10 @@ class TrainConfig:
     normalize: str = "dataset"
     grad_clip: float = 0.0
     report_top5_acc: bool = False
-    # Mixed precision (CUDA only) and the channels_last memory format.
-    amp: bool = True
+    # fp16 autocast with a gradient scaler (CUDA only). Off: the four originals train in fp32
+    # (docs/fidelity.md); turn it on as a speed option, knowing the numbers move.
+    amp: bool = False
+    # The channels_last memory format (same math, faster convolutions on CUDA and oneDNN).
     channels_last: bool = True
     # Which family recipe shapes the loop (extra losses, param groups, ...).
     recipe: str = "default"
@@ -156,6 +166,10 @@ class ScalingConfig:
     num_workers: int = 1
     # "auto": use GPUs when the cluster has them; true/false to force.
     use_gpu: str = "auto"
+    # GPUs each worker reserves when GPUs are used: a fraction (e.g. 0.5) lets several
+    # 1-worker trials share a GPU; a fraction with num_workers > 1 is refused (NCCL
+    # cannot put two ranks on one GPU). A whole number > 1 reserves that many per worker.
+    gpus_per_worker: float = 1.0
     cpus_per_worker: int = 1
     # torch intra-op threads per worker (0 = cpus_per_worker).
     torch_threads: int = 0
@@ -256,7 +270,7 @@ def section_names() -> List[str]:
 # not what it computes. They do not enter the run's identity hash.
 OPERATIONAL_KEYS = (
     "scaling", "checkpoint", "failure", "tracking", "run_name", "preset", "paper",
-    "data.path", "data.verify_checksums",
+    "data.path", "data.verify_checksums", "data.materialize_limit_gb",
 )
 
 

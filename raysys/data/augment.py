@@ -67,6 +67,17 @@ def square_crop(kind: str):
     return mark
 
 
+def before_resize(augment: Augment) -> Augment:
+    """Mark an augmentation to run on raw images at their stored size, before ``data.resize``.
+
+    The stream then decodes at the stored size, augments, and resizes to the model's size
+    (FlexConv's cross-resolution source phase: crop at 32, then resize to 16). JPEG images
+    are always augmented at the model's size.
+    """
+    augment.before_resize = True
+    return augment
+
+
 @AUGMENTS.register("imagenet")
 @square_crop("random-resized")
 def imagenet_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -97,4 +108,5 @@ def to_normalized_float(images: torch.Tensor, mean: Sequence[float], std: Sequen
     std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
     scale = (1.0 / (255.0 * std_t)).float()
     shift = (-torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1) / std_t).float()
-    return images.float().contiguous().mul_(scale).add_(shift)
+    # On the images' device: GPU-decoded JPEG batches (data.jpeg_device=cuda) stay on the GPU.
+    return images.float().contiguous().mul_(scale.to(images.device)).add_(shift.to(images.device))

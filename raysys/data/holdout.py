@@ -34,6 +34,8 @@ class DataSelection:
     train_rows: int
     test_rows: int
     row_filters: Dict[str, object] = field(default_factory=dict)
+    # stream -> its rows' ``index`` values in the one order it reads every epoch (no shuffle; e.g. STIR's stir.shuffle=once)
+    row_orders: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _index_in(indices: np.ndarray):

@@ -11,6 +11,7 @@ through decoding and augmentation and become normalised floats in one step.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -27,7 +28,9 @@ from raysys.errors import DataError
 from raysys.registry import Registry
 
 COLUMNS = ["image", "label", "index"]
-# Datasets smaller than this are read once and kept in Ray's object store.
+ORDER_COLUMN = "__fixed_order"  # in_fixed_order's sort key, dropped after sorting
+# Datasets smaller than this are read once and kept in Ray's object store
+# (the default of data.materialize_limit_gb; see materialize_limit_bytes).
 CACHE_LIMIT_BYTES = 2 << 30
 # Local shuffle buffers aim to hold about this many bytes of images.
 SHUFFLE_BUFFER_BYTES = 512 << 20
@@ -46,6 +49,9 @@ class ImageFormat:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     resize: int = 0
+    # JPEG decoding options (data.jpeg_draft, data.jpeg_device; raysys/data/jpeg.py).
+    jpeg_draft: bool = False
+    jpeg_device: str = "cpu"
 
     @property
     def output_size(self) -> int:
@@ -58,8 +64,12 @@ class ImageFormat:
         return 110_000  # a typical ImageNet JPEG
 
 
-def image_format(manifest: dict, mean: Sequence[float], std: Sequence[float], resize_to: int = 0) -> ImageFormat:
+def image_format(
+    manifest: dict, mean: Sequence[float], std: Sequence[float], resize_to: int = 0,
+    *, jpeg_draft: bool = False, jpeg_device: str = "cpu",
+) -> ImageFormat:
     image = manifest["image"]
+    jpeg.check_options(bool(jpeg_draft), str(jpeg_device))
     if image["encoding"] != "raw" and resize_to <= 0:
         raise DataError(
             f"dataset {manifest['dataset']!r} holds {image['encoding']} images of varying size: "
@@ -67,7 +77,7 @@ def image_format(manifest: dict, mean: Sequence[float], std: Sequence[float], re
         )
     return ImageFormat(
         image["encoding"], image.get("height"), image.get("width"), int(image["channels"]),
-        tuple(mean), tuple(std), int(resize_to),
+        tuple(mean), tuple(std), int(resize_to), bool(jpeg_draft), str(jpeg_device),
     )
 
 
@@ -86,7 +96,7 @@ def decode_raw_batch(column: pa.ChunkedArray, fmt: ImageFormat, crop: str, gener
 @DECODERS.register("jpeg")
 def decode_jpeg_batch(column: pa.ChunkedArray, fmt: ImageFormat, crop: str, generator: torch.Generator) -> torch.Tensor:
     """JPEG bytes -> uint8 (N, 3, S, S), each image squared by the augmentation's crop."""
-    return jpeg.decode_batch(column, fmt.output_size, crop, generator)
+    return jpeg.decode_batch(column, fmt.output_size, crop, generator, draft=fmt.jpeg_draft, device=fmt.jpeg_device)
 
 
 _prefetch_thread = threading.local()
@@ -130,6 +140,9 @@ class BatchCollator(ArrowBatchCollateFn):
         self.decoder = DECODERS.get(fmt.encoding)
         self.augment = AUGMENTS.get(augment)
         self.crop = getattr(self.augment, "square_crop", "center")
+        # An augmentation marked before_resize (raysys/data/augment.py) sees raw images at their stored size.
+        early = getattr(self.augment, "before_resize", False) and fmt.encoding == "raw" and fmt.resize > 0
+        self.decode_fmt = dataclasses.replace(fmt, resize=0) if early else fmt
         self.seed, self.epoch, self.rank = seed, epoch, rank
         self._owner = threading.get_ident()
         # Fixes the consuming thread's torch thread count before a prefetch thread lowers the default.
@@ -144,8 +157,9 @@ class BatchCollator(ArrowBatchCollateFn):
             _one_intra_op_thread()
         index = np.asarray(batch.column("index").to_numpy(), dtype=np.int64)
         generator = self._generator(int(index[0]) if len(index) else 0)
-        pixels = self.decoder(batch.column("image"), self.fmt, self.crop, generator)
-        images = to_normalized_float(self.augment(pixels, generator), self.fmt.mean, self.fmt.std)
+        pixels = self.decoder(batch.column("image"), self.decode_fmt, self.crop, generator)
+        pixels = resize(self.augment(pixels, generator), self.fmt.resize)
+        images = to_normalized_float(pixels, self.fmt.mean, self.fmt.std)
         labels = np.asarray(batch.column("label").to_numpy(), dtype=np.int64)
         out = {
             "image": images,
@@ -172,14 +186,19 @@ def shuffle_buffer_rows(fmt: ImageFormat, rows: int, configured: int) -> int:
 def build_datasets(
     path: str, manifest: dict, splits: Dict[str, Tuple[str, int]], fmt: ImageFormat, seed: int,
     *, row_filters: Optional[Dict[str, object]] = None, extra_columns: Sequence[str] = (),
+    row_orders: Optional[Dict[str, np.ndarray]] = None, materialize_limit: int = CACHE_LIMIT_BYTES,
 ):
     """{name: ray.data.Dataset} for {name: (split, limit)}, read from the shards.
 
-    Small datasets are materialised once, so each epoch streams from memory.
+    Datasets of at most ``materialize_limit`` decoded bytes (``data.materialize_limit_gb``,
+    :func:`materialize_limit_bytes`) are materialised once, so each epoch streams from
+    memory; larger ones are read from the shards again every epoch (0: always).
     ``row_filters`` maps a name to a Ray Data expression keeping only matching
     rows (e.g. a STIR scenario's scales, :mod:`raysys.families.stir.scenarios`);
     ``extra_columns`` (e.g. "scale") are read beside ``COLUMNS`` so a
     :class:`BatchCollator` with the same ``extra_columns`` can return them.
+    ``row_orders`` maps a name to ``index`` values: that stream reads its rows
+    in this fixed order (:func:`in_fixed_order`; the trainer then skips the local shuffle).
     """
     import ray.data
 
@@ -191,14 +210,48 @@ def build_datasets(
         row_filter = (row_filters or {}).get(name)
         if row_filter is not None:
             ds = ds.filter(expr=row_filter)
-        if name == "train":
+        order = (row_orders or {}).get(name)
+        if order is not None:
+            ds = in_fixed_order(ds, order)
+        elif name == "train":
             ds = ds.randomize_block_order(seed=seed)
         if limit > 0:
             ds = ds.limit(limit)
-        if split_rows(manifest, split, limit) * fmt.row_bytes <= CACHE_LIMIT_BYTES:
+        if should_materialize(split_rows(manifest, split, limit), fmt, materialize_limit):
             ds = ds.materialize()
         datasets[name] = ds
     return datasets
+
+
+def materialize_limit_bytes(data_cfg) -> int:
+    """``data.materialize_limit_gb`` in bytes (a config without the key: the 2 GiB default)."""
+    gib = getattr(data_cfg, "materialize_limit_gb", None)
+    return CACHE_LIMIT_BYTES if gib is None else int(float(gib) * (1 << 30))
+
+
+def should_materialize(rows: int, fmt: ImageFormat, limit_bytes: int) -> bool:
+    """Whether a stream of ``rows`` rows is read once into the object store (else: from the shards every epoch)."""
+    return limit_bytes > 0 and rows * fmt.row_bytes <= limit_bytes
+
+
+def in_fixed_order(ds, order: np.ndarray):
+    """``ds`` sorted so that its rows come in ``order`` (their ``index`` values); rows not in it are dropped."""
+    rank = np.full(int(np.max(order)) + 1, -1, np.int64)
+    rank[np.asarray(order, np.int64)] = np.arange(len(order))
+
+    def add_rank(batch: pa.Table) -> pa.Table:
+        index = batch.column("index").to_numpy()
+        ranks = np.where(index < len(rank), rank[np.minimum(index, len(rank) - 1)], -1)
+        return batch.append_column(ORDER_COLUMN, pa.array(ranks))
+
+    ranked = ds.map_batches(add_rank, batch_format="pyarrow").filter(expr=_col(ORDER_COLUMN) >= 0)
+    return ranked.sort(ORDER_COLUMN).drop_columns([ORDER_COLUMN])
+
+
+def _col(name: str):
+    from ray.data.expressions import col
+
+    return col(name)
 
 
 def _split_in_memory(ds, world_size: int, equal: bool, options) -> list:

@@ -5,7 +5,8 @@ decoding and cropping happen in the stream's collate function, as in
 training) and is split across the workers without padding or dropping, so
 each image is counted once. Metrics and per-image arrays go to MLflow: into
 the training run (``evaluate.after_training``, or ``--run-id``) or a run of
-its own.
+its own. A trained model named by an MLflow run id, a run name or a checkpoint
+path is evaluated into its run (:func:`evaluate_trained`).
 
 Everything that can be refused is refused before Ray starts: the evaluator
 names, the split, the shards, the weights file and its fit to the model.
@@ -13,6 +14,7 @@ names, the split, the shards, the weights file and its fit to the model.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +23,22 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 from omegaconf import DictConfig
 
+from raysys.data.eval_images import FULL_IMAGE_AUGMENT
 from raysys.data.formats import get_dataset
+from raysys.data.jpeg import check_device_available
 from raysys.data.normalization import normalization
 from raysys.data.shards import load_manifest, verify_shards
-from raysys.data.stream import ImageFormat, build_datasets, image_format, split_rows
+from raysys.data.stream import ImageFormat, build_datasets, image_format, materialize_limit_bytes, split_rows
 from raysys.driver import launch
+from raysys.driver.checkpoints import resolve
 from raysys.driver.record import guarded
 from raysys.errors import ConfigError, DataError, TrainingError
-from raysys.eval.crops import FULL_IMAGE_AUGMENT
 from raysys.eval.evaluators import EVALUATORS, EvalSettings, build_evaluators, image_side
 from raysys.models import InputSpec, build_model
 from raysys.models.weights import load_state, read_state_dict
 from raysys.track import runs
 from raysys.track.uri import redact
+from raysys.train import checkpoint as ckpt
 from raysys.train.evaluate import ARRAYS_DIR, _worker_entry
 
 
@@ -73,7 +78,7 @@ def plan_evaluation(cfg: DictConfig, names: Sequence[str]) -> EvalPlan:
         raise DataError(f"split {split!r} at {cfg.data.path} is empty")
     channels = int(manifest["image"]["channels"])
     mean, std = normalization(cfg.train.normalize, get_dataset(cfg.data.name), manifest, channels)
-    fmt = image_format(manifest, mean, std, side)
+    fmt = image_format(manifest, mean, std, side, jpeg_draft=cfg.data.jpeg_draft, jpeg_device=cfg.data.jpeg_device)
     spec = InputSpec(cfg.model.in_channels or channels, settings.crop, cfg.model.num_classes or int(manifest["num_classes"]))
     workers = cfg.scaling.num_workers
     batch_size = int(cfg.evaluate.batch_size or cfg.train.eval_batch_size or max(1, cfg.train.batch_size // workers))
@@ -115,6 +120,7 @@ def run_evaluation(
     own_run = cfg.tracking.enabled and not run_id
     target = launch.find_target(cfg, kind="eval") if own_run else launch.Target(cfg.tracking.uri)
     use_gpu = launch.start_ray(cfg)
+    check_device_available(plan.fmt.jpeg_device, use_gpu)
     record = None
     if own_run:
         tags = {"raysys.preset": cfg.preset, "raysys.paper": cfg.paper, "raysys.seed": cfg.seed}
@@ -125,7 +131,8 @@ def run_evaluation(
     with guarded(record, f"evaluation {cfg.run_name!r}"):
         if record:
             record.log_config(cfg)
-        datasets = build_datasets(cfg.data.path, plan.manifest, {"test": (plan.split, plan.limit)}, plan.fmt, cfg.seed)
+        datasets = build_datasets(cfg.data.path, plan.manifest, {"test": (plan.split, plan.limit)}, plan.fmt, cfg.seed,
+                                  materialize_limit=materialize_limit_bytes(cfg.data))
         loop_config = {
             "config": launch.worker_config(cfg),
             "format": dataclasses.asdict(plan.fmt),
@@ -158,8 +165,6 @@ def _log_arrays(uri: str, run_id: str, checkpoint) -> None:
 
 def evaluate_after_training(cfg: DictConfig, result, run_id: str) -> Dict[str, Any]:
     """``evaluate.after_training`` on the best checkpoint (``checkpoint.score_attribute``) or the last."""
-    from raysys.train import checkpoint as ckpt
-
     checkpoint = result.checkpoint
     if cfg.checkpoint.score_attribute:
         checkpoint = result.get_best_checkpoint(cfg.checkpoint.score_attribute, cfg.checkpoint.score_order) or checkpoint
@@ -169,3 +174,24 @@ def evaluate_after_training(cfg: DictConfig, result, run_id: str) -> Dict[str, A
         state = ckpt.load_file(Path(directory))["model"]
     step = int((result.metrics or {}).get("epoch", cfg.train.epochs))
     return run_evaluation(cfg, list(cfg.evaluate.after_training), state=state, run_id=run_id, step=step)
+
+
+def evaluate_trained(target: str, overrides: Sequence[str], names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Evaluate a trained model (MLflow run id, run name or checkpoint path, :func:`~raysys.driver.checkpoints.resolve`);
+    metrics and a JSON (and per-mode CSV) artifact go into its run."""
+    trained = resolve(target, overrides)
+    cfg = trained.cfg
+    if not trained.run_id:
+        cfg.tracking.enabled = False  # no run to log into: print only
+    chosen = list(names or cfg.evaluate.metrics)
+    result = run_evaluation(cfg, chosen, state=trained.state, run_id=trained.run_id, step=trained.epoch)
+    result["source"] = trained.source
+    if trained.run_id:
+        uri = cfg.tracking.uri
+        stem = "eval/" + "-".join(chosen)
+        runs.log_text(uri, trained.run_id, json.dumps({"overrides": list(overrides), **result}, indent=2), f"{stem}.json")
+        tables = [EVALUATORS.get(name).table(result) for name in chosen]
+        csv_text = "".join(t for t in tables if t)
+        if csv_text:
+            runs.log_text(uri, trained.run_id, csv_text, f"{stem}.csv")
+    return result

@@ -6,18 +6,22 @@ else starts Ray, opens a run or builds a TorchTrainer.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import raysys
+from raysys.config.loader import paper_titles
+from raysys.console import phase, rayout
 from raysys.driver import record as rec
 from raysys.track import identity, runs
 from raysys.track.uri import check_reachable, redact
 from raysys.train import preflight
 from raysys.train.locations import pin_locations
+from raysys.train.devices import check_gpu_share, torch_config
 from raysys.train.session import check_capacity, ensure_ray, wants_gpu, worker_scaling
 from raysys.train.storage import check_shared_storage
 
@@ -35,6 +39,7 @@ def check_before_ray(cfg: DictConfig) -> None:
     """The value checks that need neither data nor Ray."""
     pin_locations(cfg)
     preflight.check_values(cfg)
+    check_gpu_share(cfg.scaling.num_workers, cfg.scaling.gpus_per_worker)
     preflight.check_local_capacity(cfg)  # a local Ray only: a cluster is checked once joined
 
 
@@ -44,15 +49,27 @@ def find_target(cfg: DictConfig, kind: str = "train") -> Target:
     if not cfg.tracking.enabled:
         return Target(uri)
     check_reachable(uri)
-    exp_id = runs.experiment_id(uri, cfg.tracking.experiment or cfg.paper or "raysys")
+    exp_id = runs.experiment_id(uri, cfg.tracking.experiment or cfg.paper or "raysys", experiment_description(cfg.paper))
     return Target(uri, exp_id, rec.lookup(uri, exp_id, cfg, kind))
+
+
+def experiment_description(paper: str) -> str:
+    """What the MLflow UI says of a paper's experiment: the paper's title and where its presets are."""
+    title = paper_titles().get(paper, "")
+    return f"{title}. raysys runs of the `{paper}` presets (`raysys presets`)." if title else ""
 
 
 def start_ray(cfg: DictConfig) -> bool:
     """Start or join Ray sized for the run; refuse what it cannot hold. Returns whether workers use GPUs."""
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        phase(f"joining the Ray cluster at {address}" if address else "starting a local Ray (a few seconds)")
     ensure_ray(min_cpus=cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + 1)
+    rayout.take_over()  # also for a Ray this process joined earlier (idempotent)
     use_gpu = wants_gpu(cfg.scaling.use_gpu)
-    check_capacity(cfg.scaling.num_workers, cfg.scaling.cpus_per_worker, use_gpu)
+    check_capacity(cfg.scaling.num_workers, cfg.scaling.cpus_per_worker, use_gpu, cfg.scaling.gpus_per_worker)
     check_shared_storage(cfg.checkpoint.storage_path, cfg.tracking.uri if cfg.tracking.enabled else "", cfg.checkpoint.shared)
     return use_gpu
 
@@ -66,6 +83,8 @@ def run_tags(cfg: DictConfig, device: str) -> Dict[str, Any]:
         "raysys.world_size": cfg.scaling.num_workers,
         "raysys.device": device,
         "mlflow.source.git.commit": runs.git_commit(Path(__file__).parent),
+        "mlflow.source.name": f"raysys {cfg.preset}",  # the runs table's Source column
+        "mlflow.source.type": "LOCAL",
     }
 
 
@@ -87,8 +106,6 @@ def ray_train_name(cfg: DictConfig, record: Optional[rec.RunRecord]) -> str:
 
 def worker_config(cfg: DictConfig) -> Dict[str, Any]:
     """The config sent to workers and saved in checkpoints: no credentials in ``tracking.uri``."""
-    from omegaconf import OmegaConf
-
     container = OmegaConf.to_container(cfg)
     container["tracking"]["uri"] = redact(container["tracking"]["uri"])
     return container
@@ -108,6 +125,7 @@ def trainer(
         entry,
         train_loop_config=loop_config,
         scaling_config=worker_scaling(cfg.scaling, use_gpu),
+        torch_config=torch_config(),  # nccl where the workers have CUDA, gloo where their GPUs are only logical
         run_config=ray.train.RunConfig(
             name=name, storage_path=cfg.checkpoint.storage_path,
             failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),

@@ -14,12 +14,15 @@ from typing import Any, Dict, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from raysys.console import phase, rayout
 from raysys.data import holdout
 from raysys.data.formats import get_dataset
+from raysys.data.jpeg import check_device_available
 from raysys.data.normalization import normalization
 from raysys.data.shards import load_manifest, verify_shards
-from raysys.data.stream import build_datasets, image_format, shuffle_buffer_rows
+from raysys.data.stream import build_datasets, image_format, materialize_limit_bytes, shuffle_buffer_rows
 from raysys.driver import launch
+from raysys.driver.evaluation import evaluate_after_training
 from raysys.driver.record import CHECKPOINT_DIR_TAG, RunRecord, guarded
 from raysys.errors import DataError
 from raysys.models import InputSpec
@@ -27,6 +30,7 @@ from raysys.track import runs
 from raysys.track.uri import redact
 from raysys.train import checkpoint as ckpt
 from raysys.train.feed import EpochFeed
+from raysys.train.loop import train_loop_per_worker
 from raysys.train.phases import total_epochs
 from raysys.train.preflight import check_dataset_matches, check_plan
 from raysys.train.recipes import build_recipe
@@ -58,7 +62,7 @@ def plan_data(cfg: DictConfig) -> DataPlan:
         raise DataError(f"dataset at {cfg.data.path} has an empty split (train {train_rows}, test {test_rows} rows)")
     channels = int(manifest["image"]["channels"])
     mean, std = normalization(cfg.train.normalize, get_dataset(cfg.data.name), manifest, channels)
-    fmt = image_format(manifest, mean, std, cfg.data.resize)
+    fmt = image_format(manifest, mean, std, cfg.data.resize, jpeg_draft=cfg.data.jpeg_draft, jpeg_device=cfg.data.jpeg_device)
     classes = cfg.model.num_classes or int(manifest["num_classes"])
     spec = InputSpec(cfg.model.in_channels or channels, fmt.output_size, classes)
     return DataPlan(manifest, fmt, spec, train_rows, test_rows, selection)
@@ -75,7 +79,8 @@ def already_finished(cfg: DictConfig, run) -> Dict[str, Any]:
 
 
 def run_training(
-    cfg: DictConfig, *, progress: bool = True, parent_run_id: str = "", callbacks: Sequence[Any] = (), rerun: bool = False,
+    cfg: DictConfig, *, progress: Any = True, parent_run_id: str = "", callbacks: Sequence[Any] = (), rerun: bool = False,
+    tags: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Train ``cfg`` on Ray and return the final metrics with run id and tracking URI.
 
@@ -83,11 +88,12 @@ def run_training(
     comes back with ``status: already finished``) unless ``rerun``, which makes a
     new run and tags the old one superseded. ``parent_run_id`` makes the MLflow
     run a child (of a sweep); ``callbacks`` are Ray Train user callbacks (a sweep
-    passes Tune's report callback).
+    passes Tune's report callback); ``tags`` join the run's tags (a sweep's row label).
     """
     import ray.train
 
     launch.check_before_ray(cfg)
+    phase(f"reading the shards at {cfg.data.path}")
     plan = plan_data(cfg)
     check_plan(cfg, plan)
     check_dataset_matches(cfg, plan.manifest, plan.fmt.mean)
@@ -97,32 +103,40 @@ def run_training(
     if target.found is not None and target.found.finished and not rerun:
         return already_finished(cfg, target.found.run)
     use_gpu = launch.start_ray(cfg)
+    check_device_available(plan.fmt.jpeg_device, use_gpu)
     device = "cuda" if use_gpu else "cpu"
-    record = launch.open_record(cfg, target, kind="train", tags=launch.run_tags(cfg, device),
+    if cfg.tracking.enabled:
+        phase(f"opening the MLflow run at {redact(cfg.tracking.uri)}")
+    record = launch.open_record(cfg, target, kind="train", tags={**launch.run_tags(cfg, device), **(tags or {})},
                                 label=f"training run {cfg.run_name!r}", parent_run_id=parent_run_id, rerun=rerun)
     feed: Optional[EpochFeed] = None
     with guarded(record, f"training run {cfg.run_name!r}"):
         run_id = record.run_id if record else ""
         train_name = launch.ray_train_name(cfg, record)
+        rayout.attach(f"{cfg.checkpoint.storage_path}/{train_name}")
         if record:
             record.log_config(cfg)
             runs.set_tags(record.uri, record.run_id, {CHECKPOINT_DIR_TAG: f"{cfg.checkpoint.storage_path}/{train_name}"})
         try:
             datasets = build_datasets(
                 cfg.data.path, plan.manifest, plan.selection.splits, plan.fmt, cfg.seed, row_filters=plan.selection.row_filters,
+                row_orders=plan.selection.row_orders, materialize_limit=materialize_limit_bytes(cfg.data),
             )
             feed = EpochFeed(cfg.tracking.uri, run_id, total_epochs=epochs, desc=cfg.run_name, progress=progress) \
                 if run_id or progress else None
+            shows = feed is not None and feed.wants_progress
             per_worker_rows = plan.train_rows // cfg.scaling.num_workers
             loop_config = {
                 "config": launch.worker_config(cfg),
                 "format": dataclasses.asdict(plan.fmt),
                 "input": dataclasses.asdict(plan.spec),
                 "train_rows": plan.train_rows,
-                "shuffle_rows": shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
+                "shuffle_rows": 0 if "train" in plan.selection.row_orders  # a fixed order: read as is
+                else shuffle_buffer_rows(plan.fmt, per_worker_rows, cfg.data.shuffle_buffer),
                 # Workers never open MLflow: what rank 0 logs comes back through the feed (raysys/train/feed.py).
                 "run_id": run_id,
                 "feed": feed.queue if feed else None,
+                "progress": shows,  # rank 0 sends progress inside epochs and each epoch's summary
             }
             trainer = launch.trainer(
                 _worker_entry, loop_config, cfg, name=train_name, use_gpu=use_gpu,
@@ -133,14 +147,14 @@ def run_training(
                     checkpoint_score_order=cfg.checkpoint.score_order,
                 ),
             )
+            phase(f"starting {cfg.scaling.num_workers} Ray Train workers ({device}); each builds "
+                  f"{cfg.model.name} and streams its share of {plan.train_rows} rows")
             result = feed.follow(trainer.fit) if feed else trainer.fit()
         finally:
             if feed is not None:
                 feed.close()
         if OmegaConf.select(cfg, "evaluate.after_training"):
             # Evaluators (e.g. shift consistency) on the best/final model, into this run.
-            from raysys.driver.evaluation import evaluate_after_training
-
             evaluate_after_training(cfg, result, run_id)
         return _finish(cfg, result, record)
 
@@ -169,6 +183,4 @@ def _finish(cfg: DictConfig, result, record: Optional[RunRecord]) -> Dict[str, A
 def _worker_entry(loop_config: Dict[str, Any]) -> None:
     # A fresh worker process: rebuilding the Config (from_container) and every registry lookup
     # discover all families first (raysys/families), so the worker sees every section and name.
-    from raysys.train.loop import train_loop_per_worker
-
     train_loop_per_worker(loop_config)

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from raysys.config.schema import config_section
@@ -35,11 +36,6 @@ class EvaluateConfig:
     after_training: List[str] = field(default_factory=list)
     # The model's input side (0 = data.resize); crops are taken from larger images.
     crop: int = 0
-    # Shift consistency: offsets in [0, max_shift)^2, over `shift_passes` passes (--epochs-shift).
-    max_shift: int = 32
-    shift_passes: int = 5
-    # Diagonal consistency: crops at (d, d), d < diagonal_offsets.
-    diagonal_offsets: int = 33
     # Per-worker evaluation batch (0 = train.eval_batch_size, else train.batch_size / workers).
     batch_size: int = 0
     # Which split to evaluate ("" = data.test_split) and how many of its rows (0 = all).
@@ -49,15 +45,19 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class EvalSettings:
+    """The model's input side, and the ``evaluate`` section as plain values.
+
+    ``options`` holds the fields families add to the section (``@config_fields("evaluate")``),
+    which only their evaluators read: e.g. the antialiased family's ``max_shift``.
+    """
+
     crop: int
-    max_shift: int
-    shift_passes: int
-    diagonal_offsets: int
+    options: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "EvalSettings":
-        section = cfg.evaluate
-        return cls(int(section.crop or cfg.data.resize), int(section.max_shift), int(section.shift_passes), int(section.diagonal_offsets))
+        section = OmegaConf.to_container(cfg.evaluate, resolve=True)
+        return cls(int(section["crop"] or cfg.data.resize), section)
 
 
 class Evaluator:

@@ -28,17 +28,17 @@ import threading
 from typing import Dict, List, Optional
 
 # Shared machinery whose modules register names a config may refer to (datasets,
-# augmentations, normalisations, the CIFAR ResNets, optimizers and schedules, the default
-# recipe, the generic evaluators and eval crops, the legacy-translator registry).
+# augmentations, normalisations, evaluation crops, the CIFAR ResNets, optimizers and schedules, the default
+# recipe, the generic evaluators, the legacy-translator registry).
 SHARED = (
     "raysys.data.formats",
     "raysys.data.augment",
     "raysys.data.normalization",
+    "raysys.data.eval_images",
     "raysys.models",
     "raysys.train.optim",
     "raysys.train.recipes",
     "raysys.eval.evaluators",
-    "raysys.eval.crops",
     "raysys.legacy",
 )
 

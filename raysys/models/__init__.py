@@ -1,5 +1,6 @@
-"""Shared architectures (the CIFAR ResNets) and the model registry; each family registers its own models."""
-from raysys.models import cifar_resnet  # noqa: F401  (registers the CIFAR ResNets)
-from raysys.models.registry import MODELS, InputSpec, build_model, register_model
+"""Shared architectures (the CIFAR ResNets, torchvision's ImageNet classifiers) and the model registry;
+each family registers its own models."""
+from raysys.models import cifar_resnet, torchvision_models  # noqa: F401  (register the shared models)
+from raysys.models.registry import MODELS, InputSpec, build_model, create_model, model_kwargs, register_model
 
-__all__ = ["MODELS", "InputSpec", "build_model", "register_model"]
+__all__ = ["MODELS", "InputSpec", "build_model", "create_model", "model_kwargs", "register_model"]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raysys.models.registry import InputSpec, register_model
+from raysys.models.registry import register_model
 
 STAGE_WIDTHS = (16, 32, 64)
 
@@ -75,8 +75,8 @@ class CIFARResNet(nn.Module):
 
 def _register(depth: int) -> None:
     @register_model(f"cifar_resnet{depth}", aliases=[f"CIFARResNet{depth}"])
-    def build(cfg, spec: InputSpec) -> nn.Module:
-        return CIFARResNet(depth, spec.channels, spec.num_classes)
+    def build(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+        return CIFARResNet(depth, in_channels, num_classes)
 
 
 for _depth in (20, 32, 44, 56, 110, 1202):

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, Mapping, Tuple, Union
 
 from omegaconf import DictConfig, OmegaConf
 
-from raysys.config import schema
+from raysys.config import renames, schema
 
 FINGERPRINT_TAG = "raysys.config_fingerprint"
 TRAIN_NAME_TAG = "raysys.train_name"  # Ray Train's run name (its checkpoint folder) for this MLflow run
@@ -36,8 +36,8 @@ SWEEP_LAST_STARTED_TAG = "raysys.sweep_last_started"
 # the same experiment on another machine, store or worker layout is the same run.
 RUNTIME_KEYS = (
     "tracking", "checkpoint.storage_path", "checkpoint.shared", "checkpoint.num_to_keep",
-    "data.path", "data.verify_checksums", "scaling.cpus_per_worker", "scaling.torch_threads",
-    "scaling.placement_strategy", "failure", "run_name", "preset", "paper",
+    "data.path", "data.verify_checksums", "data.materialize_limit_gb", "scaling.cpus_per_worker", "scaling.torch_threads",
+    "scaling.gpus_per_worker", "scaling.placement_strategy", "failure", "run_name", "preset", "paper",
 )
 
 SAME, STALE, UNVERIFIED = "same", "stale", "unverified"
@@ -62,7 +62,8 @@ class Fingerprint(str):
     config with every family's default sections and fields merged back in, which is what
     runs recorded before configs were pruned fingerprinted (their config held every section,
     the unused families' at their defaults). So such a run still matches as SAME as long as
-    nothing it uses changed. ``str(fp)`` is the plain string.
+    nothing it uses changed. It also holds the fingerprints of both as recorded before config keys
+    were renamed or added (:func:`raysys.config.renames.legacy_tree`). ``str(fp)`` is the plain string.
     """
 
     accepted: Tuple[str, ...]
@@ -107,8 +108,10 @@ def fingerprint(cfg: DictConfig | Mapping[str, Any]) -> Fingerprint:
     """sha256 (16 hex digits) of the resolved config without :data:`RUNTIME_KEYS`; see :class:`Fingerprint`."""
     tree = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else json.loads(json.dumps(cfg, default=str))
     fp = Fingerprint(_digest(tree))
-    before_pruning = _digest(with_every_family(tree))
-    fp.accepted = (str(fp),) if before_pruning == fp else (str(fp), before_pruning)
+    trees = [with_every_family(tree)]
+    # Runs recorded before keys were renamed or added (raysys/config/renames.py): under the old names.
+    trees += [old for old in (renames.legacy_tree(tree), renames.legacy_tree(trees[0])) if old is not None]
+    fp.accepted = tuple(dict.fromkeys([str(fp), *(_digest(t) for t in trees)]))
     return fp
 
 

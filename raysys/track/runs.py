@@ -40,20 +40,34 @@ def git_commit(cwd: Optional[Path] = None) -> str:
         return "unknown"
 
 
-def experiment_id(uri: str, name: str) -> str:
-    """Get or create the experiment; local sqlite stores keep artifacts beside the db."""
+NOTE_TAG = "mlflow.note.content"  # the description the MLflow UI shows for a run or an experiment
+# MLflow 3's UI opens an experiment without this tag in its GenAI view ("Evaluation runs");
+# this value opens the runs table and the compare view of model training.
+EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+
+
+def experiment_id(uri: str, name: str, description: str = "") -> str:
+    """Get or create the experiment; local sqlite stores keep artifacts beside the db.
+
+    ``description`` becomes the experiment's description in the MLflow UI when it has none yet.
+    """
     mlflow_client = client(uri)
     experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifact_location = None
-    if uri.startswith("sqlite:///"):
-        root = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
-        artifact_location = (root / name).resolve().as_uri()
-    try:
-        return mlflow_client.create_experiment(name, artifact_location=artifact_location)
-    except Exception:  # created concurrently by another process
-        return mlflow_client.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        artifact_location = None
+        if uri.startswith("sqlite:///"):
+            root = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+            artifact_location = (root / name).resolve().as_uri()
+        try:
+            mlflow_client.create_experiment(name, artifact_location=artifact_location)
+        except Exception:  # created concurrently by another process
+            pass
+        experiment = mlflow_client.get_experiment_by_name(name)
+    if description and not experiment.tags.get(NOTE_TAG):
+        mlflow_client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, description)
+    if not experiment.tags.get(EXPERIMENT_KIND_TAG):
+        mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+    return experiment.experiment_id
 
 
 def find_run(uri: str, exp_id: str, run_name: str, extra_filter: str = "", tag: str = RUN_NAME_TAG):

@@ -6,8 +6,10 @@ step sees the mean gradient over the group's examples: with equal batch sizes
 that is exactly the gradient of one batch of ``batch_size * accumulate_steps``
 (batch-norm statistics aside, as in the original). ``sum=True`` is the
 original antialiased-cnns ``-ba``, which adds the batches' gradients (an
-effective learning rate of ``lr * accumulate_steps``). Under DDP the
-gradients are all-reduced once per group (``no_sync`` on the other batches).
+effective learning rate of ``lr * accumulate_steps``) and takes no step for a
+shorter last group: its gradients are dropped by the next epoch's
+``zero_grad`` (main.py:434-460). Under DDP the gradients are all-reduced once
+per group (``no_sync`` on the other batches).
 """
 from __future__ import annotations
 
@@ -31,14 +33,16 @@ class Accumulation:
 
     @property
     def optimizer_steps(self) -> int:
-        """Optimizer steps per epoch (a last, shorter group steps too)."""
+        """Optimizer steps per epoch (a last, shorter group steps too, except with ``sum``)."""
+        if self.sum:
+            return self.batches // self.steps
         return -(-max(self.batches, 1) // self.steps)
 
     def opens_group(self, batch: int) -> bool:
         return batch % self.steps == 0
 
     def closes_group(self, batch: int) -> bool:
-        return (batch + 1) % self.steps == 0 or batch + 1 >= self.batches
+        return (batch + 1) % self.steps == 0 or (not self.sum and batch + 1 >= self.batches)
 
     def group_size(self, batch: int) -> int:
         start = batch - batch % self.steps

@@ -12,20 +12,21 @@ from typing import Any, Dict, List
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from raysys.config.loader import from_container
 from raysys.data.stream import BatchCollator, ImageFormat, iter_batches
 from raysys.eval.evaluators import EvalSettings, build_evaluators, diagonal_files
 from raysys.models import InputSpec, build_model
 from raysys.models.weights import load_state
+from raysys.train.devices import worker_device
+from raysys.train.recipes import build_recipe
 
 ARRAYS_DIR = "arrays"
 
 
 
 def _all_reduce(values: List[float], device: torch.device) -> List[float]:
-    import torch.distributed as dist
-
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor)
@@ -33,8 +34,6 @@ def _all_reduce(values: List[float], device: torch.device) -> List[float]:
 
 
 def _gather(obj: Any) -> List[Any]:
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return [obj]
     out: List[Any] = [None] * dist.get_world_size()
@@ -46,13 +45,12 @@ def eval_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     """Ray Train entry point: run the evaluators over this worker's share, then report."""
     import ray
     import ray.train
-    import ray.train.torch
     from ray.train import Checkpoint
 
     cfg = from_container(loop_config["config"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    device = ray.train.torch.get_device()
+    device = worker_device()
     torch.set_num_threads(max(1, int(cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker)))
     settings = EvalSettings(**loop_config["settings"])
     evaluators = build_evaluators(loop_config["evaluators"], settings)
@@ -64,7 +62,7 @@ def eval_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     channels_last = bool(cfg.train.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    model.eval()
+    build_recipe(cfg).on_evaluation_start(model)  # model.eval(), unless the run's recipe evaluates otherwise
     amp = device.type == "cuda" and cfg.train.amp
     shard = ray.train.get_dataset_shard("test")
     # Offsets of shift consistency: drawn per batch, independent per worker, reproducible.

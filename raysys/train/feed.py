@@ -10,6 +10,11 @@ restart the whole history restored from the checkpoint; the driver logs every
 epoch MLflow does not have yet, so a re-done epoch is never logged twice and a
 resumed run fills its gaps.
 
+While an epoch runs rank 0 also sends its progress (``("progress", {...})``, at most
+every :data:`PROGRESS_INTERVAL_S`) and after each epoch its metrics for the console
+(``("shown", metrics)``): both only for the driver's display (:mod:`raysys.console.progress`),
+never logged.
+
 After the last epoch rank 0 sends what the recipe logged at the end (params, tags,
 artifacts as file bytes with their artifact path: STIR's ``generalization.csv`` and
 ``errors.npz``) and the final metrics; the driver logs them with its client, in
@@ -20,14 +25,17 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, List, Optional, Set
 
+from raysys.console.progress import make_display
 from raysys.errors import TrainingError
 from raysys.track import runs
 
 log = logging.getLogger(__name__)
 _END = ("end",)
+PROGRESS_INTERVAL_S = 0.25  # rank 0 sends at most 4 progress messages a second
 
 
 class FeedSender:
@@ -52,6 +60,16 @@ class FeedSender:
         if self.queue is not None and metrics:
             self.queue.put(("final", step, dict(metrics)))
 
+    def progress(self, state: Dict[str, float]) -> None:
+        """Progress inside an epoch, for the driver's display (see :class:`ProgressTicker`)."""
+        if self.queue is not None:
+            self.queue.put(("progress", dict(state)))
+
+    def shown(self, metrics: Dict[str, float]) -> None:
+        """A finished epoch's metrics for the driver's display (every epoch, checkpointed or not)."""
+        if self.queue is not None:
+            self.queue.put(("shown", dict(metrics)))
+
     def send(self, messages: List[tuple]) -> None:
         """Send ``("params", ...)``, ``("tags", ...)`` and ``("artifact", ...)`` messages, one at a time."""
         for message in messages:
@@ -68,6 +86,37 @@ class FeedSender:
 
     def artifact(self, artifact_file: str, data: bytes) -> None:
         self.send([("artifact", str(artifact_file), bytes(data))])
+
+
+class ProgressTicker:
+    """Rank 0's progress inside one epoch, sent at most every ``interval`` seconds.
+
+    ``tick`` is called after every batch; it reads the running sums (device tensors:
+    a GPU sync) only when a message is due.
+    """
+
+    def __init__(self, sender: Optional[FeedSender], *, epoch: int, batches: int, world_size: int,
+                 lr: Callable[[], float], interval: float = PROGRESS_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.sender, self.epoch, self.batches, self.world_size = sender, epoch, batches, world_size
+        self.lr, self.interval, self.clock = lr, interval, clock
+        self.start = clock()
+        self.last = self.start
+
+    def tick(self, batch: int, seen: int, loss_sum: Any, correct: Any) -> None:
+        if self.sender is None:
+            return
+        now = self.clock()
+        if now - self.last < self.interval and batch != self.batches:  # the epoch's last batch is always shown
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        self.sender.progress({
+            "epoch": self.epoch, "batch": batch, "batches": self.batches,
+            "loss": float(loss_sum) / max(seen, 1), "acc": float(correct) / max(seen, 1),
+            "lr": float(self.lr()), "elapsed": elapsed,
+            # rank 0's pace times the workers: the run's images per second
+            "images_per_sec": seen * self.world_size / elapsed,
+        })
 
 
 class EpochLog:
@@ -159,9 +208,13 @@ class EpochLog:
 
 
 class EpochFeed:
-    """The driver's end: a Ray queue that rank 0 fills while ``fit`` runs, read into MLflow and a tqdm bar."""
+    """The driver's end: a Ray queue that rank 0 fills while ``fit`` runs, read into MLflow and the progress display.
 
-    def __init__(self, uri: str, run_id: str, *, total_epochs: int = 0, desc: str = "", progress: bool = False):
+    ``progress``: True (a bar on a terminal, plain lines elsewhere), "bar", "lines" or False
+    (:func:`raysys.console.progress.make_display`).
+    """
+
+    def __init__(self, uri: str, run_id: str, *, total_epochs: int = 0, desc: str = "", progress: Any = False):
         import ray
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -171,11 +224,8 @@ class EpochFeed:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self.log = EpochLog(uri, run_id)
-        self.bar = None
-        if progress:
-            from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_epochs, desc=desc, unit="epoch", dynamic_ncols=True)
+        self.display = make_display(progress, total_epochs, desc)
 
     def follow(self, fit: Callable[[], Any]) -> Any:
         """Run ``fit`` in a thread while logging what arrives; return its result or raise its error."""
@@ -210,7 +260,12 @@ class EpochFeed:
         if message[0] == "epochs":
             for metrics in message[1]:
                 self.log.epoch(metrics)
-            self._show(message[1][-1])
+        elif message[0] == "progress":
+            if self.display is not None:
+                self.display.update(message[1])
+        elif message[0] == "shown":
+            if self.display is not None:
+                self.display.epoch_done(message[1])
         elif message[0] == "final":
             self.log.final(message[1], message[2])
         elif message[0] == "params":
@@ -220,16 +275,14 @@ class EpochFeed:
         elif message[0] == "artifact":
             self.log.artifact(message[1], message[2])
 
-    def _show(self, metrics: Dict[str, float]) -> None:
-        if self.bar is None:
-            return
-        self.bar.n = int(metrics["epoch"])
-        shown = {k: metrics[k] for k in ("train_loss", "test_acc", "images_per_sec") if k in metrics}
-        self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=True)
+    @property
+    def wants_progress(self) -> bool:
+        """Whether rank 0 should send progress and epoch summaries (someone shows them)."""
+        return self.display is not None
 
     def close(self) -> None:
         import ray
 
-        if self.bar is not None:
-            self.bar.close()
+        if self.display is not None:
+            self.display.close()
         ray.kill(self.queue.actor)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from raysys.data.formats import get_dataset
+from raysys.data.shards import load_manifest
 from raysys.errors import DataError
 from raysys.models import InputSpec
 
@@ -11,8 +12,6 @@ def input_spec(cfg) -> InputSpec:
     dataset = get_dataset(cfg.data.name)
     channels, size, classes = dataset.channels, dataset.size or dataset.nominal_size, dataset.num_classes
     try:
-        from raysys.data.shards import load_manifest
-
         manifest = load_manifest(cfg.data.path)
         image = manifest["image"]
         channels, classes = int(image["channels"]), int(manifest["num_classes"])

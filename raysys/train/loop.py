@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 
 from raysys.config.loader import from_container
 from raysys.data.stream import BatchCollator, ImageFormat, iter_batches
@@ -31,7 +32,8 @@ from raysys.errors import TrainingError
 from raysys.models import InputSpec, build_model
 from raysys.train import checkpoint as ckpt
 from raysys.train.accumulate import Accumulation
-from raysys.train.feed import FeedSender
+from raysys.train.devices import worker_device
+from raysys.train.feed import FeedSender, ProgressTicker
 from raysys.train.optim import build_optimizer, build_scheduler
 from raysys.train import phases as run_phases
 from raysys.train.recipes import build_recipe
@@ -65,18 +67,18 @@ class WorkerContext:
 
     def __init__(self, loop_config: Dict[str, Any]):
         import ray.train
-        import ray.train.torch
 
         self.cfg = from_container(loop_config["config"])
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
-        self.device = ray.train.torch.get_device()
+        self.device = worker_device()  # the CPU where Ray granted a GPU that CUDA cannot see
         self.fmt = ImageFormat(**loop_config["format"])
         self.spec = InputSpec(**loop_config["input"])
         self.train_rows = int(loop_config["train_rows"])
         self.run_id = loop_config.get("run_id", "")  # "" when the run is not tracked
         self.feed = loop_config.get("feed")  # raysys.train.feed: a Ray queue to the driver, or None
+        self.progress = bool(loop_config.get("progress", False))  # the driver shows progress inside epochs
         self.shuffle_rows = int(loop_config.get("shuffle_rows", 0))
         self.cuda = self.device.type == "cuda"
         self.amp = self.cuda and self.cfg.train.amp
@@ -146,7 +148,7 @@ class EpochRunner:
         model = build_model(cfg, wc.spec)
         if wc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = ray.train.torch.prepare_model(model)
+        self.model = ray.train.torch.prepare_model(model, move_to_device=wc.device)
         self.bare = ckpt.unwrap(self.model)
         self.phase_index = -1
         self.start_phase(0)
@@ -162,8 +164,6 @@ class EpochRunner:
 
     # -- checkpoints ---------------------------------------------------------------
     def state(self, epoch: int) -> Dict[str, Any]:
-        from omegaconf import OmegaConf
-
         return {
             "model": self.bare.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -253,8 +253,11 @@ class EpochRunner:
         loss_sum = torch.zeros((), dtype=torch.float64, device=wc.device)
         correct = torch.zeros((), dtype=torch.float64, device=wc.device)
         extra_sums: Dict[str, torch.Tensor] = {}
-        seen = skipped = 0
+        seen = skipped = nonfinite = 0
+        group_finite = True
         accumulation = wc.accumulation
+        ticker = ProgressTicker(self.feed if wc.progress else None, epoch=epoch + 1, batches=wc.batches_per_epoch,
+                                world_size=wc.world_size, lr=lambda: self.optimizer.param_groups[0]["lr"])
         _sync(wc.device)
         start = time.perf_counter()
         for step, batch in enumerate(batches):
@@ -265,31 +268,38 @@ class EpochRunner:
                 with self._autocast():
                     outputs = self.model(inputs)
                     loss, extras = self.recipe.loss(self.bare, outputs, targets)
-                if not torch.isfinite(loss.detach()).item():
-                    raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {step}: lower train.lr or check the data")
+                finite = bool(torch.isfinite(loss.detach()).item())
+                if not finite:
+                    self.recipe.on_nonfinite_loss(loss.item(), epoch, step)  # raises unless the recipe skips the step
                 if accumulation.opens_group(step):
                     self.optimizer.zero_grad(set_to_none=True)
+                    group_finite = True
+                group_finite = group_finite and finite
                 self.scaler.scale(loss * accumulation.loss_scale(step)).backward()
             if accumulation.closes_group(step):
                 self.scaler.unscale_(self.optimizer)
                 max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-                if self.recipe.on_before_optimizer_step(grad_norm):
+                if self.recipe.on_before_optimizer_step(grad_norm) and group_finite:
                     self.scaler.step(self.optimizer)
                 else:
                     skipped += 1
                 self.scaler.update()
                 self.scheduler.step()
+            if not finite:  # a skipped batch: out of the epoch's loss and accuracy
+                nonfinite += 1
+                continue
             n = labels.shape[0]
             seen += n
             loss_sum += loss.detach().double() * n
             correct += (outputs.detach().argmax(1) == labels).sum()
             for key, value in extras.items():
                 extra_sums[key] = extra_sums.get(key, 0) + value.detach().double() * n
+            ticker.tick(step + 1, seen, loss_sum, correct)
         _sync(wc.device)
         elapsed = time.perf_counter() - start
         keys = sorted(extra_sums)
-        totals = all_reduce([float(loss_sum), float(correct), seen, skipped, *[float(extra_sums[k]) for k in keys]], wc.device)
+        totals = all_reduce([float(loss_sum), float(correct), seen, skipped, nonfinite, *[float(extra_sums[k]) for k in keys]], wc.device)
         images_total = max(totals[2], 1)
         metrics = {
             "train_loss": totals[0] / images_total,
@@ -300,7 +310,9 @@ class EpochRunner:
             # Every rank takes the same step decision on the all-reduced gradients: count it once.
             "skipped_steps": totals[3] / wc.world_size,
         }
-        for key, total in zip(keys, totals[4:]):
+        if totals[4]:
+            metrics["nonfinite_losses"] = totals[4]  # batches whose loss the recipe let through (on_nonfinite_loss)
+        for key, total in zip(keys, totals[5:]):
             metrics[f"train_{key}"] = total / images_total
         return metrics
 
@@ -327,7 +339,7 @@ class EpochRunner:
         # The bare model: DDP's forward would sync buffers, a collective that
         # deadlocks when workers hold different numbers of test batches.
         model = self.bare
-        model.eval()
+        self.recipe.on_evaluation_start(model)  # model.eval(), unless the recipe evaluates otherwise
         batch_size = cfg.train.eval_batch_size or wc.per_worker_batch
         top5 = cfg.train.report_top5_acc and wc.spec.num_classes >= 5
         loss_sum = correct = correct5 = seen = 0.0
@@ -395,6 +407,8 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     if latest is not None:
         with latest.as_directory() as directory:
             runner.restore(ckpt.load_file(Path(directory)), source=f"{latest.path}")
+    else:
+        runner.recipe.on_fit_start(runner)  # a fresh run: e.g. continue another program's checkpoint
     if feed:
         feed.epochs(runner.history)  # restored from a checkpoint: the driver logs what MLflow lacks
     total_epochs = run_phases.total_epochs(runner.phases)
@@ -406,6 +420,7 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
         metrics.update(runner.recipe.on_train_epoch_end(runner.bare, epoch))
         if len(runner.phases) > 1 and epoch + 1 == total_epochs:
             metrics["final_test_acc"] = metrics["test_acc"]
+        generic = dict(metrics)  # the console's epoch line reads the loop's names and units
         metrics = runner.recipe.named_metrics(metrics)
         runner.recipe.on_validation_end(runner.bare, metrics)
         runner.history.append(metrics)
@@ -418,6 +433,8 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
         if feed and checkpoint is not None:
             # Only checkpointed epochs reach MLflow: a re-done epoch is never logged twice.
             feed.epochs(runner.history)
+        if feed and wc.progress:
+            feed.shown(generic)
         if runner.recipe.should_stop:
             break
     _finish_run(runner, feed)

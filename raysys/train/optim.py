@@ -6,6 +6,7 @@ import numbers
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import torch
+from omegaconf import OmegaConf
 from torch.optim import lr_scheduler
 
 from raysys.errors import ConfigError, did_you_mean
@@ -135,8 +136,6 @@ def check_scheduler_params(cfg, inherited: Mapping[str, Any] = None) -> None:
 
 
 def _plain(value: Any) -> Any:
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 

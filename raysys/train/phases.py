@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Tuple
 
+from omegaconf import OmegaConf
+
 from raysys.errors import ConfigError
 
 
@@ -82,8 +84,6 @@ def locate(phases: List[Phase], epoch: int) -> Tuple[int, int]:
 
 def phase_config(cfg: Any, phase: Phase) -> Any:
     """``cfg`` as the phase's optimizer and scheduler see it (its epochs and lr)."""
-    from omegaconf import OmegaConf
-
     if phase.epochs == cfg.train.epochs and phase.lr <= 0:
         return cfg
     copy = OmegaConf.create(OmegaConf.to_container(cfg))

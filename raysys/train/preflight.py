@@ -22,12 +22,19 @@ import os
 import sys
 import tempfile
 import urllib.parse
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from raysys.config.loader import _preset_layers
+from raysys.config.schema import TrainConfig
 from raysys.errors import ConfigError, DataError, one_of
+from raysys.track.uri import redact
+from raysys.train.optim import check_scheduler_params
+from raysys.train.session import resolve_storage_path
 
 # (dotted key, smallest allowed value, what the smallest value means) -- keys a preset may lack are skipped
 MINIMUMS = (
@@ -46,6 +53,7 @@ MINIMUMS = (
     ("data.holdout", 0, "0 = evaluate on data.test_split"),
     ("data.resize", 0, "0 = keep the size"),
     ("data.shuffle_buffer", 0, "0 = no shuffle"),
+    ("data.materialize_limit_gb", 0, "0 = never materialise: stream from the shards every epoch"),
     ("evaluate.limit", 0, "0 = all rows"),
     ("model.num_classes", 0, "0 = from the shards"),
     ("model.in_channels", 0, "0 = from the shards"),
@@ -106,9 +114,6 @@ def check_values(cfg: DictConfig) -> None:
 # -- the scheduler's params -------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def _preset_scheduler_params_of(preset: str) -> tuple:
-    from raysys.config.loader import _preset_layers
-    from raysys.config.schema import TrainConfig
-
     params = dict(TrainConfig().scheduler_params)
     if preset:
         try:
@@ -129,8 +134,6 @@ def _preset_scheduler_params(cfg: DictConfig) -> Dict[str, Any]:
 
 def check_scheduler(cfg: DictConfig) -> None:
     """ConfigError for a train.scheduler_params key the chosen scheduler does not read (see optim.check_scheduler_params)."""
-    from raysys.train.optim import check_scheduler_params
-
     check_scheduler_params(cfg, _preset_scheduler_params(cfg))
 
 
@@ -148,8 +151,6 @@ def _tracking_scheme(uri: str) -> str:
 
 def _plugin_schemes() -> tuple:
     """Tracking stores that installed MLflow plugins add (entry point group mlflow.tracking_store)."""
-    from importlib.metadata import entry_points
-
     try:
         return tuple(ep.name for ep in entry_points(group="mlflow.tracking_store"))
     except Exception:  # a broken distribution's metadata: no plugins
@@ -158,8 +159,6 @@ def _plugin_schemes() -> tuple:
 
 def check_tracking_uri(uri: str) -> None:
     """ConfigError when MLflow has no tracking store for ``uri``'s scheme (e.g. ftp://)."""
-    from raysys.track.uri import redact
-
     scheme = _tracking_scheme(str(uri or ""))
     if scheme in TRACKING_SCHEMES or scheme in _plugin_schemes():
         return
@@ -182,8 +181,6 @@ def check_storage_writable(configured: str) -> None:
     file is created and removed in the folder itself or, when that does not
     exist yet, in its nearest existing ancestor (where Ray Train will create it).
     """
-    from raysys.train.session import resolve_storage_path
-
     configured = str(configured or "")
     if configured.startswith("file://"):
         configured = urllib.parse.unquote(urllib.parse.urlparse(configured).path)
@@ -222,8 +219,6 @@ def _cpu_count() -> int:
 
 def _local_gpus() -> int:
     try:
-        import torch
-
         return int(torch.cuda.device_count())
     except Exception:  # no usable CUDA runtime: no GPUs
         return 0
@@ -260,10 +255,11 @@ def check_local_capacity(cfg: DictConfig, cpu_count: Optional[int] = None, gpu_c
         return
     gpus = int(gpu_count if gpu_count is not None else _local_gpus())
     forced = setting in ("true", "1", "yes")
-    if (forced and workers > gpus) or (setting == "auto" and 0 < gpus < workers):
+    wanted = workers * float(OmegaConf.select(cfg, "scaling.gpus_per_worker", default=1.0))
+    if (forced and wanted > gpus) or (setting == "auto" and 0 < gpus < wanted):
         fix = f"set scaling.num_workers <= {gpus} or scaling.use_gpu=false" if gpus else "set scaling.use_gpu=false"
         raise ConfigError(
-            f"scaling.num_workers={workers} with scaling.use_gpu={setting} needs {workers} GPUs; "
+            f"scaling.num_workers={workers} with scaling.use_gpu={setting} needs {wanted:g} GPUs; "
             f"this machine has {gpus}: {fix}, or submit to a cluster (RAY_ADDRESS)"
         )
 

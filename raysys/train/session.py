@@ -29,7 +29,9 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from raysys.console import rayout
 from raysys.errors import ClusterError, ConfigError
+from raysys.track.uri import redact
 
 # Ray starts its worker processes at a niceness 15 above the driver's (to keep its own
 # daemons responsive on busy cluster nodes). In the local Ray of one `raysys train`
@@ -73,6 +75,7 @@ def ensure_ray(min_cpus: int = 0, *, dashboard_port: int | None = None) -> None:
     auto_init_hook.enable_auto_connect = False
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
+        take_over_ray_output()
         return
     num_cpus = max((os.cpu_count() or 1) + 1, min_cpus)
     # On a busy laptop the dashboard's modules can take longer than Ray's 30 s to start.
@@ -106,7 +109,13 @@ def ensure_ray(min_cpus: int = 0, *, dashboard_port: int | None = None) -> None:
                 continue
             raise ClusterError(_start_failure(exc, held.records, temp_dir)) from None
         held.replay()
+        take_over_ray_output()
         return
+
+
+def take_over_ray_output() -> None:
+    """Ray's console output goes to the command's log file, not the console (raysys/console/rayout.py)."""
+    rayout.take_over()
 
 
 def mute_ray_console() -> None:
@@ -217,7 +226,6 @@ def _start_failure(exc: BaseException, records: list[logging.LogRecord], temp_di
         logs = f"{session.group(1)}/logs"
     else:
         logs = os.path.join(temp_dir or os.environ.get("RAY_TMPDIR") or "/tmp/ray", "session_latest", "logs")
-    from raysys.track.uri import redact
 
     return redact(f"the local Ray did not start: {reason}; Ray's logs: {logs}")
 
@@ -276,7 +284,7 @@ def cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 0))
 
 
-def check_capacity(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> None:
+def check_capacity(num_workers: int, cpus_per_worker: int, use_gpu: bool, gpus_per_worker: float = 1.0) -> None:
     """Refuse a worker count the cluster can never hold (the run would wait forever)."""
     import ray
 
@@ -287,8 +295,10 @@ def check_capacity(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> Non
             f"scaling.num_workers={num_workers} x scaling.cpus_per_worker={cpus_per_worker} needs "
             f"{num_workers * cpus_per_worker} CPUs; the cluster has {cpus:g}"
         )
-    if use_gpu and num_workers > gpus:
-        raise ConfigError(f"scaling.num_workers={num_workers} needs {num_workers} GPUs; the cluster has {gpus:g}")
+    needed = num_workers * float(gpus_per_worker)
+    if use_gpu and needed > gpus:
+        raise ConfigError(f"scaling.num_workers={num_workers} x scaling.gpus_per_worker={gpus_per_worker:g} needs "
+                          f"{needed:g} GPUs; the cluster has {gpus:g}")
 
 
 def wants_gpu(setting: str) -> bool:
@@ -309,8 +319,9 @@ def worker_scaling(scaling, use_gpu: bool):
     """Ray Train's ScalingConfig for the ``scaling`` config section: workers, CPUs each, GPU, placement."""
     import ray.train
 
+    gpus = {"GPU": float(getattr(scaling, "gpus_per_worker", 1.0))} if use_gpu else {}  # a fraction shares a GPU
     return ray.train.ScalingConfig(
         num_workers=scaling.num_workers, use_gpu=use_gpu,
-        resources_per_worker={"CPU": scaling.cpus_per_worker},
+        resources_per_worker={"CPU": scaling.cpus_per_worker, **gpus},
         placement_strategy=scaling.placement_strategy,
     )

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from raysys.config.loader import load_config, parse_override
 from raysys.errors import ConfigError, did_you_mean
+from raysys.train.preflight import check_values
 
 SPACE_FIELDS = (
     "name", "description", "report", "experiment", "presets", "preset", "overrides",
@@ -86,6 +87,35 @@ def reseeded(cfg: DictConfig, seed: int) -> DictConfig:
     if generated:
         out.run_name = f"{generated.group(1)}{seed}{generated.group(2) or ''}"
     return out
+
+
+def row_slug(label: str) -> str:
+    """A row label as a run-name part: 'ResNet-32 lr=0.1 #0' -> 'ResNet-32-lr0.1-0'."""
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", label.replace("=", "")).strip("-")
+    return slug or "row"
+
+
+def labelled_run_name(label: str, preset: str, run_name: str) -> str:
+    """A trial's run name, saying its row: '<row label>-seed<N>-<hash>' for a row that changes its preset.
+
+    Only a generated name whose overrides change what the run computes ('<preset leaf>-seed<N>-<hash>')
+    changes: its preset leaf becomes the row's label. A row that trains its preset as it is keeps the
+    preset's name (the run ``raysys train <preset>`` makes), and an explicit ``run_name`` stays.
+    Runs recorded before rows named their runs carry :func:`unlabelled_run_name`; the sweep and the
+    reports still find them by it.
+    """
+    leaf = preset.split("/")[-1]
+    if not re.fullmatch(rf"{re.escape(leaf)}-seed-?\d+-[0-9a-f]{{8}}", run_name):
+        return run_name
+    return row_slug(label) + run_name[len(leaf):]
+
+
+def unlabelled_run_name(label: str, preset: str, run_name: str) -> str:
+    """The name a trial's run had before run names said the row (the inverse of :func:`labelled_run_name`)."""
+    slug = row_slug(label)
+    if re.fullmatch(rf"{re.escape(slug)}-seed-?\d+-[0-9a-f]{{8}}", run_name):
+        return preset.split("/")[-1] + run_name[len(slug):]
+    return run_name
 
 
 def _seeds(value: Any) -> List[int]:
@@ -295,8 +325,6 @@ def load_space(path: str | Path, overrides: Sequence[str] = (), *, check_trials:
         raise ConfigError(f"tune space {path}: two rows share the label {duplicates[0]!r}; give them distinct labels")
     if check_trials:
         # The checks `raysys train` makes before Ray starts, for every row, before any trial starts.
-        from raysys.train.preflight import check_values
-
         for row in space.rows:
             try:
                 row.config = load_config(row.preset, [*row.overrides, f"seed={space.seeds[0]}"])

@@ -14,24 +14,28 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from raysys.config.loader import from_container, load_config, parse_override
+from raysys.console import phase, rayout
 from raysys.driver import launch, record
 from raysys.driver.failure import reason_from_text, root_cause
 from raysys.errors import ConfigError, TrainingError
 from raysys.track import identity, runs
 from raysys.track.uri import check_reachable
 from raysys.train.locations import pin_locations
+from raysys.train.devices import gpus_needed
 from raysys.train.session import ensure_ray, wants_gpu
 from raysys.train.storage import check_shared_storage
-from raysys.tune.space import Space, Trial, reseeded
+from raysys.tune.space import Space, Trial, labelled_run_name, reseeded, row_slug, unlabelled_run_name
 
 log = logging.getLogger("raysys.sweep")
 SWEEP_TAG = "raysys.sweep"
+ROW_TAG = "raysys.row"  # a trial run's row label in its tune space
 # What a trial's driver reserves. Not CPU: Ray Data's tasks need one whole CPU outside the
 # trainers' placement groups, and drivers holding 0.01 CPU each leave only 0.98 of it.
 TRIAL_DRIVER_RESOURCES = {"memory": 256 * 1024**2}
@@ -80,11 +84,64 @@ def trial_configs(space: Space, experiment: str) -> List[DictConfig]:
         first = copy.deepcopy(first)
         OmegaConf.update(first, "tracking.experiment", parse_override(f"tracking.experiment={experiment}")[1])
         pin_locations(first)  # trials run in other working directories
-        configs += [reseeded(first, seed) for seed in space.seeds]
+        configs += [_labelled(reseeded(first, seed), row.label) for seed in space.seeds]
     uris = {cfg.tracking.uri for cfg in configs}
     if len(uris) > 1:
         raise ConfigError(f"sweep {space.name!r}: trials log to different tracking.uri values {sorted(uris)}")
     return configs
+
+
+def _labelled(cfg: DictConfig, label: str) -> DictConfig:
+    cfg.run_name = labelled_run_name(label, str(cfg.preset), str(cfg.run_name))
+    return cfg
+
+
+def find_trial(uri: str, exp_id: str, trial: Trial, cfg: DictConfig) -> record.Lookup:
+    """The trial's run: by its name, else a FINISHED run under the name it had before names said the row."""
+    found = record.lookup(uri, exp_id, cfg)
+    former = unlabelled_run_name(trial.label, trial.preset, str(cfg.run_name))
+    if found.finished or former == cfg.run_name:
+        return found
+    earlier = record.lookup(uri, exp_id, _renamed(cfg, former))
+    return earlier if earlier.finished else found
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """What ``sweep --dry-run`` shows of a trial: its run name and what a sweep would do with it."""
+
+    trial: Trial
+    run_name: str
+    state: str  # "finished" (skipped), "resumes" (an unfinished run of it exists), "new"
+    run_id: str = ""
+
+
+def plan_trials(space: Space) -> List[PlannedTrial]:
+    """Each trial's run name and whether it already FINISHED, read from MLflow; starts no Ray.
+
+    A store or experiment that does not exist yet is not created: every trial is new.
+    """
+    experiment = space.experiment_name()
+    configs = trial_configs(space, experiment)
+    uri = configs[0].tracking.uri
+    exp_id = None
+    if not (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()):
+        check_reachable(uri)
+        found_exp = runs.client(uri).get_experiment_by_name(experiment)
+        exp_id = found_exp.experiment_id if found_exp is not None else None
+    planned = []
+    for trial, cfg in zip(space.trials(), configs):
+        found = find_trial(uri, exp_id, trial, cfg) if exp_id is not None else record.Lookup(None)
+        state = "finished" if found.finished else "resumes" if found.run is not None else "new"
+        name = found.run.data.tags.get(runs.RUN_NAME_TAG, cfg.run_name) if found.finished else cfg.run_name
+        planned.append(PlannedTrial(trial, name, state, found.run.info.run_id if found.run is not None else ""))
+    return planned
+
+
+def _renamed(cfg: DictConfig, name: str) -> DictConfig:
+    out = copy.deepcopy(cfg)
+    out.run_name = name
+    return out
 
 
 def default_concurrency(configs: List[DictConfig]) -> int:
@@ -100,9 +157,11 @@ def default_concurrency(configs: List[DictConfig]) -> int:
         resources[name] = max(resources.get(name, 0), most)
     per_trial = max(c.scaling.num_workers * c.scaling.cpus_per_worker for c in configs)
     holds = math.floor((resources.get("CPU", 1) - 1) / per_trial)
-    gpu_workers = [c.scaling.num_workers for c in configs if wants_gpu(c.scaling.use_gpu)]
-    if gpu_workers:
-        holds = min(holds, math.floor(resources.get("GPU", 0) / max(gpu_workers)))
+    # GPUs per trial: a fractional scaling.gpus_per_worker lets several trials share one GPU.
+    gpu_trials = [gpus_needed(c.scaling.num_workers, c.scaling.gpus_per_worker) for c in configs
+                  if wants_gpu(c.scaling.use_gpu)]
+    if gpu_trials:
+        holds = min(holds, math.floor(resources.get("GPU", 0) / max(gpu_trials) + 1e-9))
     return max(1, holds)
 
 
@@ -150,7 +209,8 @@ def _trial_driver(config: Dict[str, Any]) -> None:
     from raysys.driver.training import run_training
 
     cfg = from_container(config["trial"]["config"])
-    run_training(cfg, progress=False, parent_run_id=config["trial"]["parent_run_id"], callbacks=[TuneReportCallback()])
+    run_training(cfg, progress=False, parent_run_id=config["trial"]["parent_run_id"], callbacks=[TuneReportCallback()],
+                 tags={ROW_TAG: config["trial"]["row"]})
 
 
 def _summary_table(outcomes: List[TrialOutcome]) -> tuple[str, str]:
@@ -179,18 +239,20 @@ def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str]
     configs = trial_configs(space, experiment)
     uri = configs[0].tracking.uri
     check_reachable(uri)
-    exp_id = runs.experiment_id(uri, experiment)
+    exp_id = runs.experiment_id(uri, experiment, launch.experiment_description(experiment) or space.description)
 
     done, pending = [], []
     for trial, cfg in zip(space.trials(), configs):
-        found = record.lookup(uri, exp_id, cfg)
+        found = find_trial(uri, exp_id, trial, cfg)
         (done if found.finished else pending).append((trial, cfg, found.run if found.finished else None))
     key = identity.sweep_key(space.name, overrides)
     _refuse_live_parent(uri, exp_id, key, space.name)
     if pending:  # before the parent run opens: a refused sweep leaves nothing RUNNING
         for cfg in {c.run_name: c for _, c, _ in pending}.values():
             launch.check_before_ray(cfg)
+        phase(f"sweep {space.name}: {len(pending)} trials to train ({len(done)} finished); starting Ray")
         ensure_ray(min_cpus=max(c.scaling.num_workers * c.scaling.cpus_per_worker for _, c, _ in pending) + 1)
+        rayout.attach(f"{configs[0].checkpoint.storage_path}/sweep-{space.name}")  # beside Tune's trial folders
         check_trial_storage([c for _, c, _ in pending])
 
     parent_id, reopened = runs.open_run(uri, exp_id, key, {}, name_tag=identity.SWEEP_KEY_TAG, run_name=space.name)
@@ -238,9 +300,10 @@ def _sweep(space: Space, configs, overrides, done, pending, parent_id: str, uri:
         "mlflow.note.content": space.description or f"sweep of tune space {space.name}",
     })
     runs.log_text(uri, parent_id, yaml.safe_dump(space.source, sort_keys=False), "space.yaml")
-    for _, _, run in done:
-        runs.set_tags(uri, run.info.run_id, {identity.member_tag(parent_id): run.data.tags.get(identity.member_tag(parent_id), "adopted")})
-    outcomes = [TrialOutcome(t, c.run_name, "finished earlier", run_id=r.info.run_id,
+    for trial, _, run in done:
+        runs.set_tags(uri, run.info.run_id, {identity.member_tag(parent_id): run.data.tags.get(identity.member_tag(parent_id), "adopted"),
+                                             ROW_TAG: trial.label})
+    outcomes = [TrialOutcome(t, r.data.tags.get(runs.RUN_NAME_TAG, c.run_name), "finished earlier", run_id=r.info.run_id,
                              test_acc=r.data.metrics.get("test_acc")) for t, c, r in done]
     if not pending:
         log.info("sweep %s: all %d trials already FINISHED in MLflow; 0 trainings started", space.name, len(done))
@@ -265,7 +328,8 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     log.info("sweep %s: up to %d trials at once", space.name, concurrency)
     param_space = {
         "trial": tune.grid_search([
-            {"config": OmegaConf.to_container(cfg), "parent_run_id": parent_id, "name": cfg.run_name} for cfg in configs
+            {"config": OmegaConf.to_container(cfg), "parent_run_id": parent_id, "name": cfg.run_name, "row": trial.label}
+            for trial, cfg, _ in pending
         ])
     }
     tuner = tune.Tuner(
@@ -294,6 +358,23 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     return outcomes
 
 
+def row_headlines(outcomes: Sequence[TrialOutcome]) -> Dict[str, float]:
+    """Each row's test accuracy over its seeds, as parent-run metrics the runs table can sort by.
+
+    ``row/<label>/test_acc_mean``, ``..._std`` (sample std; 0 for one seed) and ``..._n``.
+    """
+    by_row: Dict[str, List[float]] = {}
+    for outcome in outcomes:
+        if outcome.test_acc is not None:
+            by_row.setdefault(row_slug(outcome.trial.label), []).append(float(outcome.test_acc))
+    metrics = {}
+    for slug, values in by_row.items():
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        metrics.update({f"row/{slug}/test_acc_mean": mean, f"row/{slug}/test_acc_std": std, f"row/{slug}/test_acc_n": len(values)})
+    return metrics
+
+
 def _close_parent(summary: SweepSummary, parent: "record.RunRecord") -> None:
     csv_text, md_text = _summary_table(summary.outcomes)
     runs.log_text(summary.tracking_uri, summary.parent_run_id, csv_text, "summary.csv")
@@ -302,6 +383,7 @@ def _close_parent(summary: SweepSummary, parent: "record.RunRecord") -> None:
         "trials": len(summary.outcomes), "trials_started": summary.started,
         "trials_skipped": summary.skipped, "trials_failed": len(summary.failed),
     }, step=0)
+    runs.log_metrics(summary.tracking_uri, summary.parent_run_id, row_headlines(summary.outcomes), step=0)
     if summary.failed:
         reasons = "; ".join(f"{o.run_name}: {o.reason}" for o in summary.failed)
         parent.close("FAILED", f"{len(summary.failed)} of {len(summary.outcomes)} trials failed: {reasons}")

@@ -8,7 +8,9 @@ measured (metrics ``eval_dynamic_n<n>_top1`` / ``_images_per_sec``), one point p
 and the static N=1/2/4 models.
 
 Published numbers: Table 1's per-model numbers could not be retrieved
-(docs/mimoconv.md), so no row has one; the abstract's anchors are quoted.
+(docs/mimoconv.md), so no row has one; the abstract's anchors are quoted. They were
+measured with BatchNorm's batch statistics (docs/fidelity.md); the sweeps' presets
+evaluate with running statistics unless ``mimo.eval_batch_stats=true``.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from pipelines.report.engine import Column, ReportDefinition, register_report
 from raysys.track import runs
 
 ABSTRACT = ("Table 1 per-model numbers not retrieved; the abstract reports a 2-4x speedup at an accuracy "
-            "delta within [+0.68, -3.18] points of WRN-28-10 on CIFAR-10/100 (Menet et al., NeurIPS 2023)")
+            "delta within [+0.68, -3.18] points of WRN-28-10 on CIFAR-10/100 (Menet et al., NeurIPS 2023), measured "
+            "with BatchNorm batch statistics (the original never calls model.eval(); raysys: mimo.eval_batch_stats=true)")
 MAX_N = 16
 
 

@@ -1,18 +1,39 @@
 """The antialiased family's evaluators: shift consistency (``main.py -es``) and diagonal consistency (``-ed``).
 
 They measure with :mod:`raysys.families.antialiased.consistency`; their settings are the shared
-``evaluate`` section's ``crop``, ``max_shift``, ``shift_passes`` and ``diagonal_offsets``
-(:class:`raysys.eval.evaluators.EvalSettings`). The diagonal evaluator's per-image arrays become the
+``evaluate.crop`` and the fields this family adds to the ``evaluate`` section (:class:`ConsistencyFields`:
+``max_shift``, ``shift_passes``, ``diagonal_offsets``), present only in runs that use the family. The diagonal evaluator's per-image arrays become the
 original's ``diag_*.npy`` MLflow artifacts (:func:`raysys.eval.evaluators.diagonal_files`).
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
 
+from raysys.config import renames
+from raysys.config.schema import config_fields
 from raysys.eval.evaluators import EvalSettings, Evaluator, register_evaluator
 from raysys.families.antialiased import consistency
+
+
+@config_fields("evaluate")
+@dataclass
+class ConsistencyFields:
+    """``evaluate.*`` fields of the consistency evaluators (``main.py`` defaults)."""
+
+    # Shift consistency: offsets in [0, max_shift)^2, over `shift_passes` passes (--epochs-shift).
+    max_shift: int = 32
+    shift_passes: int = 5
+    # Diagonal consistency: crops at (d, d), d < diagonal_offsets.
+    diagonal_offsets: int = 33
+
+
+# Before 2026-12-03 these were fields of the shared section: every run's config held them.
+for _field in dataclasses.fields(ConsistencyFields):
+    renames.moved_to_family(f"evaluate.{_field.name}", _field.default)
 
 
 @register_evaluator("shift-consistency", aliases=["consistency", "es"])
@@ -24,13 +45,13 @@ class ShiftConsistency(Evaluator):
         self.count = consistency.AgreementCount()
 
     def margin(self) -> int:
-        return self.settings.max_shift
+        return int(self.settings.options["max_shift"])
 
     def passes(self) -> int:
-        return self.settings.shift_passes
+        return int(self.settings.options["shift_passes"])
 
     def update(self, model, images, labels, index, generator) -> None:
-        self.count = self.count + consistency.shift_agreement(model, images, generator, self.settings.crop, self.settings.max_shift)
+        self.count = self.count + consistency.shift_agreement(model, images, generator, self.settings.crop, int(self.settings.options["max_shift"]))
 
     def totals(self) -> List[float]:
         return [self.count.agree, self.count.total]
@@ -49,10 +70,10 @@ class DiagonalConsistency(Evaluator):
         self.parts: List[Dict[str, np.ndarray]] = []
 
     def margin(self) -> int:
-        return self.settings.diagonal_offsets - 1
+        return int(self.settings.options["diagonal_offsets"]) - 1
 
     def update(self, model, images, labels, index, generator) -> None:
-        result = consistency.diagonal_shift(model, images, labels, self.settings.crop, self.settings.diagonal_offsets)
+        result = consistency.diagonal_shift(model, images, labels, self.settings.crop, int(self.settings.options["diagonal_offsets"]))
         part = {name: value.numpy() for name, value in result.items()}
         part["index"] = index.cpu().numpy().astype(np.int64)
         self.parts.append(part)
@@ -66,7 +87,7 @@ class DiagonalConsistency(Evaluator):
 
     def metrics(self, totals: List[float]) -> Dict[str, float]:
         corrs, probs, same, images = totals
-        cells = max(images * self.settings.diagonal_offsets, 1)
+        cells = max(images * int(self.settings.options["diagonal_offsets"]), 1)
         return {
             "eval_diagonal_top1": 100 * corrs / cells,
             "eval_diagonal_prob": probs / cells,

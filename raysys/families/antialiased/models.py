@@ -11,7 +11,12 @@ which is a ``Conv2d`` with the same parameters. BlurPool's filter is a
 non-persistent buffer. Hence every ``<arch>_lpf<N>`` has exactly the parameters
 and the state_dict keys of torchvision's ``<arch>``, and a torchvision state_dict
 loads into it strictly (:func:`load_baseline_weights`, the original's
-``--finetune``). The plain ``<arch>`` names build the torchvision baselines.
+``--finetune``). The plain ``<arch>`` names are the shared torchvision baselines
+(raysys/models/torchvision_models.py).
+
+Each ``<arch>_lpf<N>`` is a factory with plain keyword arguments
+(``create_model("resnet18_lpf4", num_classes=10, pad_type="zero")``, see
+:func:`antialiased_model`); :func:`antialias_kwargs` maps a run's config to them.
 
 Where BlurPool goes (each ``BlurPool`` has stride 2 and follows the ReLU, issue #7):
 
@@ -23,7 +28,8 @@ Where BlurPool goes (each ``BlurPool`` has stride 2 and follows the ReLU, issue 
   MaxPool(3, s1) + BlurPool.
 - DenseNet: stem max pool -> MaxPool(3, s1, p1) + BlurPool; each transition's
   AvgPool(2, s2) -> BlurPool.
-- MobileNetV2: a stride-2 depthwise conv runs at s1, its ReLU6 is followed by BlurPool.
+- MobileNetV2: a stride-2 depthwise conv runs at s1, its ReLU6 is followed by BlurPool;
+  the classifier has no dropout, as the original's (antialiased_cnns/mobilenet.py:139-142).
 
 The stem convs of ResNet, DenseNet and MobileNetV2 stay strided, as in the original
 (``pool_only=True``, its default).
@@ -34,8 +40,8 @@ this module when it discovers the families (raysys/families).
 """
 from __future__ import annotations
 
+import functools
 import os
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Union
 
@@ -49,19 +55,12 @@ if TYPE_CHECKING:  # for the annotations only
     from torchvision.models.mobilenetv2 import MobileNetV2
 
 from raysys.config.schema import config_section
-from raysys.models.registry import MODELS, InputSpec
 from raysys.families.antialiased.blurpool import PAD_MODES, BlurConv2d, BlurPool
+from raysys.families.antialiased.weights import load_antialiased_weights, renamed_densenet_keys
+from raysys.models.registry import InputSpec, register_model
+from raysys.models.torchvision_models import ARCHITECTURES, build_torchvision, register_weights_key
 from raysys.registry import Registry
 
-# The architectures of the original's model zoo (seed 003's `-a <arch>_lpf<N>`).
-ARCHITECTURES = (
-    "alexnet",
-    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2",
-    "densenet121", "densenet161", "densenet169", "densenet201",
-    "mobilenet_v2",
-)
 FILTER_SIZES = range(1, 8)
 DEFAULT_FILTER_SIZE = 4
 
@@ -78,9 +77,10 @@ class AntialiasConfig:
     # BlurPool padding: reflect (the original's, its models never change it), replicate, zero.
     # A side too small to reflect is replicate-padded (original issue #47).
     pad_type: str = "reflect"
-    # A local weights file loaded strictly into the model when it is built:
-    # antialiased weights (the original's --pretrained/--weights) or a torchvision
-    # baseline's (--finetune: same keys). Read with weights_only=True; never downloaded.
+    # A weights file or http(s) URL loaded strictly into the model when it is built:
+    # antialiased weights of the model's filter size (the original's --pretrained/--weights;
+    # a URL is fetched into torch's hub cache with its hash check), or a torchvision baseline's
+    # under train.recipe=antialiased-finetune (--finetune). Read with weights_only=True.
     weights: str = ""
 
 
@@ -177,6 +177,8 @@ def _antialias_mobilenet_v2(model: MobileNetV2, f: int, pad: str) -> None:
                 break
         else:
             raise TypeError("strided MobileNetV2 block without a strided depthwise conv")
+    if isinstance(model.classifier[0], nn.Dropout):
+        model.classifier[0] = nn.Identity()  # the original comments its Dropout(0.2) out; keys stay torchvision's
 
 
 def _surgeries() -> Dict[type, Callable[[nn.Module, int, str], None]]:
@@ -207,77 +209,51 @@ def antialias(model: nn.Module, filt_size: int = DEFAULT_FILTER_SIZE, pad_type: 
     raise TypeError(f"no antialiasing surgery for {type(model).__name__}")
 
 
-def _adapt_input_channels(model: nn.Module, channels: int) -> None:
-    """Swap the first conv for one taking ``channels`` inputs (e.g. 1 for MNIST-like data)."""
-    if channels == 3:
-        return
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, nn.Conv2d):
-                new = nn.Conv2d(
-                    channels, child.out_channels, child.kernel_size, stride=child.stride, padding=child.padding,
-                    bias=child.bias is not None,
-                )
-                nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
-                if new.bias is not None:
-                    nn.init.zeros_(new.bias)
-                setattr(parent, name, new)
-                return
-    raise TypeError(f"{type(model).__name__} has no Conv2d")
-
-
 def build_baseline(arch: str, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
-    """torchvision's ``arch``, randomly initialised (weights=None)."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown antialiasable architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    import torchvision
-
-    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-    _adapt_input_channels(model, in_channels)
-    return model
+    """torchvision's ``arch``, randomly initialised (the shared model ``arch``, without weights)."""
+    return build_torchvision(arch, num_classes, in_channels)
 
 
 def build_antialiased(
     arch: str, filt_size: int = DEFAULT_FILTER_SIZE, pad_type: str = "reflect", num_classes: int = 1000, in_channels: int = 3,
 ) -> nn.Module:
     """``<arch>_lpf<filt_size>``: torchvision's ``arch`` with BlurPool inserted."""
-    return antialias(build_baseline(arch, num_classes, in_channels), filt_size, pad_type)
+    return antialias(build_torchvision(arch, num_classes, in_channels), filt_size, pad_type)
 
 
-def _pad_type(cfg: Any) -> str:
-    section = getattr(cfg, "antialias", None) if cfg is not None else None
-    return getattr(section, "pad_type", "reflect") if section is not None else "reflect"
+def antialiased_model(
+    arch: str, filt_size: int = DEFAULT_FILTER_SIZE, num_classes: int = 1000, in_channels: int = 3,
+    pad_type: str = "reflect", weights: str = "", finetune: bool = False,
+) -> nn.Module:
+    """The registered ``<arch>_lpf<filt_size>``: :func:`build_antialiased`, then ``weights`` loaded.
 
-
-def _with_weights(model: nn.Module, cfg: Any) -> nn.Module:
-    section = getattr(cfg, "antialias", None) if cfg is not None else None
-    path = getattr(section, "weights", "") if section is not None else ""
-    if path:
-        from raysys.models.weights import load_weights
-
-        load_weights(model, path)
+    ``weights`` (a local file or URL) must be antialiased weights of this filter size, or,
+    with ``finetune=True`` (the original's ``--finetune``), a torchvision ``arch`` baseline's.
+    """
+    model = build_antialiased(arch, filt_size, pad_type, num_classes, in_channels)
+    if weights:
+        load_antialiased_weights(model, weights, f"{arch}_lpf{filt_size}", finetune=finetune)
     return model
 
 
-def _register(arch: str) -> None:
-    def baseline(cfg, spec: InputSpec) -> nn.Module:
-        return _with_weights(build_baseline(arch, spec.num_classes, spec.channels), cfg)
+# The recipe of the original's --finetune (raysys/families/antialiased/recipe.py registers it).
+FINETUNE_RECIPE = "antialiased-finetune"
 
-    MODELS.add(arch, baseline)
-    for size in FILTER_SIZES:
-        def lpf(cfg, spec: InputSpec, size=size) -> nn.Module:
-            return _with_weights(build_antialiased(arch, size, _pad_type(cfg), spec.num_classes, spec.channels), cfg)
 
-        MODELS.add(f"{arch}_lpf{size}", lpf)
+def antialias_kwargs(cfg: Any, spec: InputSpec) -> Dict[str, Any]:
+    """The adapter of the ``<arch>_lpf<N>`` models: the data's classes and channels, the ``antialias`` section,
+    and whether the run fine-tunes from a baseline (``train.recipe=antialiased-finetune``)."""
+    section = cfg.antialias
+    return dict(
+        num_classes=spec.num_classes, in_channels=spec.channels, pad_type=section.pad_type,
+        weights=section.weights, finetune=cfg.train.recipe == FINETUNE_RECIPE,
+    )
 
 
 for _arch in ARCHITECTURES:
-    _register(_arch)
-
-
-# Keys of torchvision's old DenseNet files ("...denselayer1.norm.1.weight"), as still
-# served by its download URLs; torchvision renames them on load, and so do we.
-_OLD_DENSENET_KEY = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
+    for _size in FILTER_SIZES:
+        register_model(f"{_arch}_lpf{_size}", adapter=antialias_kwargs)(functools.partial(antialiased_model, _arch, _size))
+register_weights_key("antialias.weights")  # the shared baselines load it too (eval-resnext50_32x4d)
 
 
 def load_baseline_weights(model: nn.Module, source: Union[str, os.PathLike, Mapping[str, torch.Tensor]]) -> nn.Module:
@@ -291,9 +267,6 @@ def load_baseline_weights(model: nn.Module, source: Union[str, os.PathLike, Mapp
         source = torch.load(source, map_location="cpu", weights_only=True)
     if "state_dict" in source and isinstance(source["state_dict"], Mapping):
         source = source["state_dict"]
-    state = {}
-    for key, value in source.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        state[_OLD_DENSENET_KEY.sub(r"\1\2.", key)] = value
-    model.load_state_dict(state, strict=True)
+    state = {key.removeprefix("module."): value for key, value in source.items()}
+    model.load_state_dict(renamed_densenet_keys(state), strict=True)
     return model

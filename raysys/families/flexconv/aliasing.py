@@ -17,7 +17,7 @@ loss is ``factor * sum(relu(freq - nyquist)^2)`` (``fn=l2_relu``) or a
 shifted ELU (``fn=offset_elu``).
 
 ``res`` is the grid the kernels are sampled on in the phase being trained:
-``kernel.regularize_params.res`` if positive, else the phase's input side + 1
+``flexconv.kernel.regularize_params.res`` if positive, else the phase's input side + 1
 (the kernel grid of ``run_crossres.py``), plus ``res_offset``. The original's
 ``run_experiment.py`` left ``res = 0`` -- a negative Nyquist frequency that
 penalises every frequency -- which is fixed here.
@@ -34,16 +34,16 @@ from raysys.errors import ConfigError
 from raysys.families.flexconv.layers.ckconv import CKConv, FlexConv
 from raysys.registry import Registry
 
-TARGETS: Registry[str] = Registry("aliasing target", config_key="kernel.regularize_params.target")
+TARGETS: Registry[str] = Registry("aliasing target", config_key="flexconv.kernel.regularize_params.target")
 TARGETS.add("gabor", "gabor")
 TARGETS.add("gabor+mask", "gabor+mask")
 
-METHODS: Registry[str] = Registry("aliasing method", config_key="kernel.regularize_params.method")
+METHODS: Registry[str] = Registry("aliasing method", config_key="flexconv.kernel.regularize_params.method")
 METHODS.add("together", "together")
 METHODS.add("summed", "summed")
 
 PENALTIES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry(
-    "aliasing penalty", config_key="kernel.regularize_params.fn")
+    "aliasing penalty", config_key="flexconv.kernel.regularize_params.fn")
 
 TWO_PI = 2.0 * math.pi
 
@@ -74,7 +74,7 @@ def filter_frequencies(layer: CKConv, gauss_stddevs: float) -> torch.Tensor:
     """(L+1,) upper bounds of each Gabor filter's frequency (with gradients)."""
     filters = getattr(layer.Kernel, "filters", None)
     if filters is None:
-        raise ConfigError(f"kernel.regularize=true needs a Gabor generator (kernel.type=MAGNet or Gabor), not {layer.kernel_type}")
+        raise ConfigError(f"flexconv.kernel.regularize=true needs a Gabor generator (flexconv.kernel.type=MAGNet or Gabor), not {layer.kernel_type}")
     return torch.stack([
         f.linear.weight.abs().max() / TWO_PI + gauss_stddevs * f.gamma.abs().max() / TWO_PI for f in filters
     ])
@@ -91,7 +91,7 @@ def layer_frequencies(layer: CKConv, target: str, gauss_stddevs: float) -> torch
     freqs = filter_frequencies(layer, gauss_stddevs)
     if TARGETS.get(target) == "gabor+mask":
         if not isinstance(layer, FlexConv) or not layer.mask:
-            raise ConfigError("kernel.regularize_params.target=gabor+mask needs conv.type=FlexConv with mask.use=true")
+            raise ConfigError("flexconv.kernel.regularize_params.target=gabor+mask needs flexconv.conv.type=FlexConv with flexconv.mask.use=true")
         freqs = freqs + mask_frequency(layer, gauss_stddevs) / freqs.numel()
     return freqs
 
@@ -115,7 +115,7 @@ def aliasing_loss(model: nn.Module, params: Any, res: int) -> torch.Tensor:
     """``factor * fn(freqs, nyquist)`` over every continuous-kernel layer of ``model``."""
     layers = regularized_layers(model)
     if not layers:
-        raise ConfigError("kernel.regularize=true but the model has no CKConv/FlexConv layers")
+        raise ConfigError("flexconv.kernel.regularize=true but the model has no CKConv/FlexConv layers")
     freqs, limits = frequencies_and_limits(layers, res, params.target, params.method, float(params.gauss_stddevs))
     return float(params.factor) * PENALTIES.get(params.fn)(freqs, limits)
 

@@ -1,40 +1,44 @@
-"""The FlexConv config: sections ``net``, ``kernel``, ``conv``, ``mask`` and ``cross_res``, and
-the recipe's fields of ``train`` (``train.mask_params_lr_factor``, ``train.omega_0_lr_factor``).
+"""The FlexConv config: section ``flexconv`` (groups ``net``, ``kernel``, ``conv``, ``mask``),
+section ``cross_res``, and the recipe's fields of ``train`` (``train.mask_params_lr_factor``,
+``train.omega_0_lr_factor``).
 
-Key names follow the original's ``cfg/config.yaml`` so its command lines map one to
-one. Where the original's default is a sentinel (``-1``, ``""``), the default here is
-the value of the paper's FlexNet-7 CIFAR-10 command. ``net.type`` has no key: raysys
-selects the architecture with ``model.name`` (``flexnet`` is ``net.type=ResNet``).
+Below ``flexconv.`` the key names follow the original's ``cfg/config.yaml``: its
+``net.no_hidden`` is ``flexconv.net.no_hidden``. The original's bare names (``net.*``,
+``kernel.*``, ``conv.*``, ``mask.*``) are still read, with a note (``RENAMED``,
+raysys/config/renames.py). Where the original's default is a sentinel (``-1``, ``""``),
+the default here is the value of the paper's FlexNet-7 CIFAR-10 command. ``net.type``
+has no key: raysys selects the architecture with ``model.name`` (``flexnet`` is
+``net.type=ResNet``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List
 
+from raysys.config import renames
 from raysys.config.schema import config_fields, config_section
 from raysys.families.flexconv.layers.kernels import KERNEL_TYPES
 from raysys.registry import Registry
 
-KERNEL_GENERATORS: Registry[str] = Registry("kernel generator", config_key="kernel.type")
+KERNEL_GENERATORS: Registry[str] = Registry("kernel generator", config_key="flexconv.kernel.type")
 for _name in KERNEL_TYPES:
     KERNEL_GENERATORS.add(_name, _name)
 
-CONV_TYPES: Registry[str] = Registry("FlexNet conv type", config_key="conv.type")
+CONV_TYPES: Registry[str] = Registry("FlexNet conv type", config_key="flexconv.conv.type")
 for _name in ("FlexConv", "CKConv", "Conv", "SRF"):
     CONV_TYPES.add(_name, _name)
 
-MASK_TYPES: Registry[str] = Registry("FlexConv mask type", config_key="mask.type")
+MASK_TYPES: Registry[str] = Registry("FlexConv mask type", config_key="flexconv.mask.type")
 MASK_TYPES.add("gaussian", "gaussian")
 
-NORM_TYPES: Registry[str] = Registry("FlexNet norm", config_key="net.norm")
+NORM_TYPES: Registry[str] = Registry("FlexNet norm", config_key="flexconv.net.norm")
 NORM_TYPES.add("BatchNorm", "BatchNorm")
 
-NONLINEARITIES: Registry[str] = Registry("FlexNet nonlinearity", config_key="net.nonlinearity")
+NONLINEARITIES: Registry[str] = Registry("FlexNet nonlinearity", config_key="flexconv.net.nonlinearity")
 for _name in ("ReLU", "LeakyReLU"):
     NONLINEARITIES.add(_name, _name)
 
 
-@config_section("net")
 @dataclass
 class NetConfig:
     """FlexNet (the original's ``Img_ResNet``): a ResNet without pooling or striding."""
@@ -45,7 +49,7 @@ class NetConfig:
     block_width_factors: List[float] = field(default_factory=lambda: [1.0, 2.0, 1.5, 3.0, 2.0, 2.0])
     # Dropout after the first ReLU of each block.
     dropout: float = 0.0
-    # Dropout on the network's input (the original reads but never applies it; every command uses 0).
+    # Dropout on the network's input images, in training only (the original's trainer.py; every command uses 0).
     dropout_in: float = 0.0
     norm: str = "BatchNorm"
     nonlinearity: str = "ReLU"
@@ -71,7 +75,6 @@ class SrfParams:
     scale: float = 0.0
 
 
-@config_section("kernel")
 @dataclass
 class KernelConfig:
     """The continuous kernel generator of CKConv/FlexConv."""
@@ -84,7 +87,7 @@ class KernelConfig:
     learn_omega_0: bool = False
     # MAGNet: rotate the Gabor envelopes.
     steerable: bool = False
-    # Range of the Gabor centres; FlexConv overrides it with 1.667 * mask.init_value.
+    # Range of the Gabor centres; FlexConv overrides it with 1.667 * flexconv.mask.init_value.
     init_spatial_value: float = 1.0
     # None (torch's default), zero or uniform.
     bias_init: str = "None"
@@ -97,13 +100,12 @@ class KernelConfig:
     srf: SrfParams = field(default_factory=SrfParams)
 
 
-@config_section("conv")
 @dataclass
 class ConvConfig:
     """Which convolution FlexNet uses and how it is computed."""
 
     type: str = "FlexConv"
-    # "same" (the input width) or an odd integer (CIFAR: 33). For conv.type=Conv: the kernel size.
+    # "same" (the input width) or an odd integer (CIFAR: 33). For type=Conv: the kernel size.
     horizon: str = "same"
     # auto: FFT when the smaller kernel side >= fft_min_kernel; true/false to force.
     use_fft: str = "auto"
@@ -111,7 +113,6 @@ class ConvConfig:
     bias: bool = True
 
 
-@config_section("mask")
 @dataclass
 class MaskConfig:
     """FlexConv's learnable Gaussian mask."""
@@ -124,6 +125,29 @@ class MaskConfig:
     init_value: float = 0.075
     dynamic_cropping: bool = True
     threshold: float = 0.1
+
+
+@config_section("flexconv")
+@dataclass
+class FlexConvConfig:
+    """FlexNet and its convolutions: the original's ``net``, ``kernel``, ``conv`` and ``mask`` groups."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+    conv: ConvConfig = field(default_factory=ConvConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+
+
+# The sections' names before they moved under ``flexconv`` (the original's names).
+RENAMED = ("net", "kernel", "conv", "mask")
+for _name in RENAMED:
+    renames.rename(_name, f"flexconv.{_name}")
+
+# Which weights the fine-tuning phase starts from: the source phase's best test epoch (the
+# original: trainer.py reloads the best epoch's weights before run_crossres.py saves them) or its last.
+FINETUNE_FROM: Registry[str] = Registry("fine-tuning start", config_key="cross_res.finetune_from")
+FINETUNE_FROM.add("best", "best")
+FINETUNE_FROM.add("last", "last")
 
 
 @config_section("cross_res")
@@ -139,6 +163,17 @@ class CrossResConfig:
     finetune_epochs: int = 100
     # Learning rate of the fine-tuning phase (0 = train.lr, as the original).
     finetune_lr: float = 0.0
+    # best: fine-tune from the source phase's best-test-accuracy epoch (the original); last: its last epoch.
+    finetune_from: str = "best"
+
+
+def _without_cross_res(tree) -> bool:
+    section = tree.get("cross_res") or {}
+    return not (section.get("source_res") or section.get("target_res"))
+
+
+# Runs recorded before finetune_from existed fine-tuned from the last source epoch.
+renames.added_key("cross_res.finetune_from", "last", inert=_without_cross_res)
 
 
 @config_fields("train")

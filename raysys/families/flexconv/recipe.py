@@ -5,18 +5,24 @@
 - ``train.weight_decay`` is not the optimizer's weight decay: it weighs the L2 norm (not
   squared) of every continuous kernel the forward generated plus that layer's bias,
   ``wd * sum_layers(||K||_2 + ||b||_2)`` (the original's ``LnLoss``). The optimizer gets 0.
-- ``kernel.regularize``: the aliasing regularizer (:mod:`raysys.families.flexconv.aliasing`)
+- ``flexconv.kernel.regularize``: the aliasing regularizer (:mod:`raysys.families.flexconv.aliasing`)
   at the resolution of the phase being trained.
 - Phases: with ``cross_res`` set, the kernels are sampled on a grid of side ``res + 1``
   per phase, and at the target resolution scaled by ``(source/target)^2`` (the original's
-  ``kernel.sampling_rate_norm``), so the same continuous kernel covers the same image area.
+  ``kernel.sampling_rate_norm``, here ``flexconv.kernel.sampling_rate_norm``), so the same continuous kernel covers the same image area.
 - Per-epoch statistics: effective kernel sizes, mask sigmas/means, Gabor frequencies.
-- State: none beyond the default recipe's (early stopping); the phase's resolution is set
-  again by ``on_phase_start`` on resume.
+- Fine-tuning starts from the source phase's best epoch (highest ``test_acc``, ties to the
+  lower ``test_loss``, later epoch on a full tie), as the original (its trainer reloads the best
+  weights before ``run_crossres.py`` saves the source model); ``cross_res.finetune_from=last``
+  keeps the last epoch's. ``source_test_acc`` and ``ootb_diff`` then refer to that epoch
+  (``source_best_epoch``).
+- State: the default recipe's (early stopping) and the source phase's best weights; the
+  phase's resolution is set again by ``on_phase_start`` on resume.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import copy
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +30,7 @@ from torch import nn
 
 from raysys.errors import ConfigError
 from raysys.families.flexconv import aliasing
+from raysys.families.flexconv.config import FINETUNE_FROM
 from raysys.families.flexconv.layers.ckconv import CKConv, FlexConv
 from raysys.families.flexconv.layers.kernels import SineLayer
 from raysys.train.phases import Phase, cross_res_enabled
@@ -73,15 +80,20 @@ class FlexConvRecipe(Recipe):
 
     def __init__(self, cfg: Any):
         super().__init__(cfg)
-        kernel = getattr(cfg, "kernel", None)
-        self.regularize = bool(kernel is not None and kernel.regularize)
+        section = getattr(cfg, "flexconv", None)
+        self.kernel_cfg = section.kernel if section is not None else None
+        self.regularize = bool(self.kernel_cfg is not None and self.kernel_cfg.regularize)
         if self.regularize:
-            aliasing.validate(kernel.regularize_params)
+            aliasing.validate(self.kernel_cfg.regularize_params)
         self.weight_decay = float(cfg.train.weight_decay)
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay={self.weight_decay} must be >= 0 (the weight of the kernel L2 norm)")
         # The input side of the phase being trained; set by on_phase_start.
         self.resolution = int(cfg.data.resize)
+        self.from_best = cross_res_enabled(cfg) and FINETUNE_FROM.get(cfg.cross_res.finetune_from) == "best"
+        # The source phase's best epoch so far: {"acc", "loss", "epoch", "state"}; then what fine-tuning started from.
+        self.source_best: Optional[Dict[str, Any]] = None
+        self.finetune_start: Optional[Dict[str, float]] = None
 
     # -- optimisation --------------------------------------------------------------
     def param_groups(self, model: nn.Module) -> List[Dict[str, Any]]:
@@ -99,7 +111,7 @@ class FlexConvRecipe(Recipe):
         return 0.0
 
     def regularization_res(self) -> int:
-        return aliasing.regularization_res(self.cfg.kernel.regularize_params, self.resolution)
+        return aliasing.regularization_res(self.kernel_cfg.regularize_params, self.resolution)
 
     def loss(self, model: nn.Module, outputs: torch.Tensor, targets: Any) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         loss = F.cross_entropy(outputs, targets)
@@ -109,7 +121,7 @@ class FlexConvRecipe(Recipe):
             extras["kernel_l2"] = l2
             loss = loss + self.weight_decay * l2
         if self.regularize:
-            reg = aliasing.aliasing_loss(model, self.cfg.kernel.regularize_params, self.regularization_res())
+            reg = aliasing.aliasing_loss(model, self.kernel_cfg.regularize_params, self.regularization_res())
             extras["gabor_reg"] = reg
             loss = loss + reg
         return loss, extras
@@ -120,15 +132,47 @@ class FlexConvRecipe(Recipe):
         if not cross_res_enabled(self.cfg):
             return
         # run_crossres.py: grid side res + 1, kernels scaled by (source/target)^2 after the source phase.
+        if phase.name == "finetune" and self.from_best and self.source_best is not None:
+            # On resume in the fine-tuning phase no source weights are held yet: the checkpoint's stay.
+            model.load_state_dict(self.source_best["state"])
+            self.finetune_start = {"acc": self.source_best["acc"], "epoch": self.source_best["epoch"]}
+            self.source_best = None
         source = float(self.cfg.cross_res.source_res)
         set_resolution(model, resolution + 1, (source / resolution) ** 2)
+
+    def on_validation_end(self, model: nn.Module, metrics: Dict[str, float]) -> None:
+        super().on_validation_end(model, metrics)
+        if not self.from_best or metrics.get("phase", 0) != 0:
+            return
+        acc, loss = float(metrics["test_acc"]), float(metrics.get("test_loss", 0.0))
+        best = self.source_best
+        if best is None or acc > best["acc"] or (acc == best["acc"] and loss <= best["loss"]):
+            self.source_best = {"acc": acc, "loss": loss, "epoch": int(metrics["epoch"]),
+                                "state": copy.deepcopy(model.state_dict())}
+
+    def named_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        start = self.finetune_start
+        if start is not None and "source_test_acc" in metrics:  # the first fine-tuning epoch
+            metrics = {**metrics, "source_test_acc": start["acc"], "source_best_epoch": float(start["epoch"])}
+            if "ootb_test_acc" in metrics:
+                metrics["ootb_diff"] = metrics["ootb_test_acc"] - start["acc"]
+        return super().named_metrics(metrics)
+
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {**super().state_dict(), "source_best": self.source_best, "finetune_start": self.finetune_start}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.source_best = state.get("source_best")
+        self.finetune_start = state.get("finetune_start")
 
     # -- statistics --------------------------------------------------------------------
     @torch.no_grad()
     def on_train_epoch_end(self, model: nn.Module, epoch: int) -> Dict[str, float]:
         metrics: Dict[str, float] = {}
         layers = continuous_layers(model)
-        params = self.cfg.kernel.regularize_params if self.regularize else None
+        params = self.kernel_cfg.regularize_params if self.regularize else None
         res = self.regularization_res() if self.regularize else 0
         for i, layer in enumerate(layers):
             h, w = layer.kernel_size()

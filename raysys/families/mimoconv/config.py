@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from raysys.config import renames
 from raysys.config.schema import config_section
 
 
@@ -35,6 +36,13 @@ class MimoConfig:
     # Reproduce the original's effective ISO-net init: its leaky-ReLU Kaiming re-init
     # of the block convs never ran (isinstance on a class), so they keep the ReLU gain.
     legacy_iso_init: bool = False
+    # A local checkpoint loaded strictly into the model when it is built: the original's
+    # <identifier>_model.pt (validate_dynamic.py -c), a raysys state.pt or a bare state dict.
+    weights: str = ""
+    # Evaluate as the original (it never calls model.eval()): BatchNorm in training mode, so
+    # each evaluation batch is normalised with its own statistics and the running statistics
+    # move towards the test batches' (the training loop and `raysys eval`). See docs/fidelity.md.
+    eval_batch_stats: bool = False
 
 
 @config_section("superposition")
@@ -50,3 +58,8 @@ class SuperpositionConfig:
     sup_low: int = 0
     # Fraction of training batches at capacity (the rest at sup_low).
     sup_frequency: float = 1.0
+
+
+# Keys added since runs were first recorded; a run recorded before them behaved as these values.
+renames.added_key("mimo.weights", "")
+renames.added_key("mimo.eval_batch_stats", False)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from raysys.eval.evaluators import Evaluator, register_evaluator
-from raysys.eval.trained import allow_eval_override
+from raysys.eval.overrides import allow_eval_override
 
 # Bundle sizes with a slot in the evaluator's totals (fixed, so every worker sums the same list).
 MAX_SUPERPOSITION = 16
@@ -140,3 +140,5 @@ def mode_rows(metrics: Dict[str, float]) -> List[Dict[str, float]]:
 
 # ``raysys eval <trained run> superposition.sup_low=2``: the original's way to pick a mode.
 allow_eval_override("superposition.sup_low")
+# ``raysys eval <trained run> mimo.eval_batch_stats=true``: evaluate as the original (BatchNorm in training mode).
+allow_eval_override("mimo.eval_batch_stats")

@@ -11,21 +11,28 @@
 - The gradient-skip rule (:mod:`raysys.families.mimoconv.grad_skip`); its reference norm and
   running sums are the recipe's state (checkpointed, restored on resume).
 - Evaluation at the capacity (``test_*``) and, for dynamic models, at
-  ``sup_low`` (``test_sup_low_*``).
+  ``sup_low`` (``test_sup_low_*``); with ``mimo.eval_batch_stats`` BatchNorm stays in
+  training mode while evaluating, as the original (it never calls ``model.eval()``).
+- Options of the original's behaviour: ``mimo_recipe.skip_nonfinite_loss`` (a NaN/inf loss
+  skips its step instead of stopping the run) and ``mimo_recipe.transfer_learning_path``
+  (``-t``: start from the name- and shape-matching tensors of a checkpoint).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
 import torch
 from torch import nn
 
+from raysys.config import renames
 from raysys.config.schema import config_section
 from raysys.errors import ConfigError
 from raysys.families.mimoconv.evaluators import install_batch_padding
 from raysys.families.mimoconv.grad_skip import GradientSkipRule
 from raysys.families.mimoconv.mixup import MixedTargets, mixup
+from raysys.families.mimoconv.models.original_weights import transfer_matching_weights
 from raysys.train.recipes.base import RECIPES, Recipe
 
 SUP_LOW_MODE = "sup_low"
@@ -44,6 +51,17 @@ class MimoRecipeConfig:
     mixup_alpha: float = 1.0
     # -g: skip a step whose gradient norm is >= this times the last epoch's mean.
     grad_skip_ratio: float = 10.0
+    # A NaN/inf loss skips its optimizer step (counted in skipped_steps and nonfinite_losses)
+    # instead of stopping the run, as the original (its gradient-norm test rejects NaN).
+    skip_nonfinite_loss: bool = False
+    # -t: a checkpoint (the original's <identifier>_model.pt or a raysys one) whose tensors of
+    # matching name and shape initialise the model; the others keep their initialisation.
+    transfer_learning_path: str = ""
+
+
+# Added since runs were first recorded; a run recorded before them behaved as these values.
+renames.added_key("mimo_recipe.skip_nonfinite_loss", False)
+renames.added_key("mimo_recipe.transfer_learning_path", "")
 
 
 def sup_low(cfg: Any, capacity: int) -> int:
@@ -66,6 +84,7 @@ class MimoRecipe(Recipe):
             raise ConfigError(f"superposition.sup_frequency={self.frequency} must be between 0 and 1")
         self.skip_rule = GradientSkipRule(self.options.grad_skip_ratio)
         self.model: nn.Module | None = None
+        self.transfer_path = str(self.options.transfer_learning_path or "")
 
     # -- batches and epochs ----------------------------------------------------------
     def batch_size_factor(self) -> int:
@@ -73,6 +92,13 @@ class MimoRecipe(Recipe):
 
     def passes_per_epoch(self) -> int:
         return self.capacity
+
+    def phases(self):
+        """The default single phase; asked on the driver before Ray starts, so a missing ``-t`` file is refused there."""
+        if self.transfer_path and not Path(self.transfer_path).expanduser().is_file():
+            raise ConfigError(f"mimo_recipe.transfer_learning_path={self.transfer_path!r} is not a file "
+                              "(give a local checkpoint: the original's <identifier>_model.pt or a raysys state.pt)")
+        return super().phases()
 
     # -- optimisation ---------------------------------------------------------------------
     def param_groups(self, model: nn.Module) -> List[Dict[str, Any]]:
@@ -84,6 +110,11 @@ class MimoRecipe(Recipe):
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
         return groups
+
+    def on_fit_start(self, loop: Any) -> None:
+        """``-t`` on a fresh run (a resumed one keeps its own weights): the transfer checkpoint's matching tensors."""
+        if self.transfer_path:
+            transfer_matching_weights(loop.bare, self.transfer_path)
 
     def on_train_epoch_start(self, model: nn.Module, epoch: int) -> None:
         self.model = install_batch_padding(model)
@@ -113,6 +144,11 @@ class MimoRecipe(Recipe):
         )
         return total, {"binding_reg": binding.detach().float(), "isometry_reg": isometry.detach().float()}
 
+    def on_nonfinite_loss(self, loss: float, epoch: int, step: int) -> None:
+        """Skip the step (the loop does), as the original, or stop the run (the default)."""
+        if not self.options.skip_nonfinite_loss:
+            super().on_nonfinite_loss(loss, epoch, step)
+
     def on_before_optimizer_step(self, grad_norm: torch.Tensor) -> bool:
         return self.skip_rule.accept(float(grad_norm))
 
@@ -128,6 +164,11 @@ class MimoRecipe(Recipe):
     # -- evaluation -------------------------------------------------------------------------
     def eval_modes(self, model: nn.Module) -> Iterable[str]:
         return [""] if self.low == self.capacity else ["", SUP_LOW_MODE]
+
+    def on_evaluation_start(self, model: nn.Module) -> None:
+        """``mimo.eval_batch_stats``: BatchNorm in training mode (batch statistics; the running ones
+        updated by the test batches), as train_superposition.py and validate_dynamic.py evaluate."""
+        model.train(bool(self.cfg.mimo.eval_batch_stats))
 
     def set_eval_mode(self, model: nn.Module, mode: str) -> None:
         install_batch_padding(model)

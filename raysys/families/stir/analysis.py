@@ -31,14 +31,26 @@ model trained on pixels / 255; here the images are scaled as in training
 from __future__ import annotations
 
 import io
+import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
+from raysys.data.formats.stir_npz import SCALES
+from raysys.data.shards import decode_raw, load_manifest, shard_files
+from raysys.errors import ConfigError, DataError
+from raysys.eval.overrides import allow_eval_override
 from raysys.families.stir.layers.equivariance import PAIRS, crop_object, equivariance_error
+from raysys.families.stir.params import original_params
+from raysys.models.registry import build_model
+from raysys.track import runs
+from raysys.train.inputs import input_spec
 
 ERRORS_ARTIFACT = "errors.npz"
 ERROR_TAG = "stir_analysis_error"  # on a run whose analysis failed after training
@@ -96,12 +108,6 @@ class TestObjects:
 
 def load_test_objects(path: str) -> TestObjects:
     """The test split from a STIR shards folder (only that split is read)."""
-    import pyarrow.parquet as pq
-
-    from raysys.data.formats.stir_npz import SCALES
-    from raysys.data.shards import decode_raw, load_manifest, shard_files
-    from raysys.errors import DataError
-
     manifest = load_manifest(path)
     stir = manifest.get("options", {}).get("stir")
     if not stir:
@@ -191,11 +197,6 @@ def analyse(model: nn.Module, objects: TestObjects, which: Iterable[str], device
 
 def log_analysis(uri: str, run_id: str, results: Dict[str, Dict[str, np.ndarray]]) -> None:
     """Log each result as ``<name>`` (an npz file) at the root of the run's artifacts."""
-    import tempfile
-    from pathlib import Path
-
-    from raysys.track import runs
-
     with tempfile.TemporaryDirectory() as directory:
         files = []
         for name, data in analysis_files(results).items():
@@ -231,26 +232,18 @@ def analyse_run(cfg, params: Dict[str, object], model: nn.Module, device=None,
         results = analyse(model, objects, which, device, raw_pixels=bool(cfg.stir.analysis_raw_pixels))
         return analysis_files(results), ""
     except Exception as err:  # noqa: BLE001 - the training result must survive a failed analysis
-        import logging
-
         message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         logging.getLogger(__name__).warning("STIR analysis failed: %s", message)
         return {}, message
 
 
-def analyse_trained(target: str, overrides=()) -> Dict[str, object]:
+def analyse_trained(trained, target: str) -> Dict[str, object]:
     """``python -m raysys stir analyze <run id | run name | checkpoint>``: the artifacts of a finished run.
 
-    The model and config come from the run's checkpoint (raysys/eval/trained.py);
-    the artifacts go into that run. Computed even when the run had ``stir.analysis=false``.
+    ``trained`` is the run's model and config as the driver resolved ``target``
+    (:func:`raysys.driver.checkpoints.resolve`); the artifacts go into that run.
+    Computed even when the run had ``stir.analysis=false``.
     """
-    from raysys.errors import ConfigError
-    from raysys.eval.trained import resolve
-    from raysys.models.registry import build_model
-    from raysys.train.inputs import input_spec
-    from raysys.families.stir.recipe import original_params
-
-    trained = resolve(target, overrides)
     cfg = trained.cfg
     if str(cfg.train.recipe) != "stir":
         raise ConfigError(f"{target!r} was trained with train.recipe={cfg.train.recipe!r}; stir analyze needs a STIR run")
@@ -267,11 +260,6 @@ def analyse_trained(target: str, overrides=()) -> Dict[str, object]:
             "artifacts": list(results)}
 
 
-def _allow_overrides() -> None:
-    from raysys.eval.trained import allow_eval_override
-
-    allow_eval_override("stir.analysis_raw_pixels")
-    allow_eval_override("stir.analysis")
-
-
-_allow_overrides()
+# ``raysys stir analyze <trained run> stir.analysis_raw_pixels=true``: redo the analysis differently.
+allow_eval_override("stir.analysis_raw_pixels")
+allow_eval_override("stir.analysis")

@@ -2,11 +2,16 @@
 
 All share one skeleton: two convolutions (16 then 32 channels, k×k, ReLU),
 a global max pool and ``Linear(32, classes)``; they differ in how the
-convolutions handle scale. Registered as ``stir_<name>`` (``model.name``);
-``stir.kernel_size`` (3, 7, 11, 15; paper 7) and ``stir.interpolation``
-(nearest, bilinear, bicubic, area; paper bicubic, used by the SiConv2d
-models only) configure them. Module attribute names follow the original, so
-its ``state_dict`` keys match.
+convolutions handle scale. Each is a factory with plain keyword arguments,
+registered as ``stir_<name>`` (``model.name``), so it builds without a config:
+``create_model("stir_disco", in_channels=1, num_classes=36, kernel_size=7)``.
+Keywords: ``in_channels``, ``num_classes``, ``kernel_size`` (3, 7, 11, 15;
+paper 7), and where used ``interpolation`` (nearest, bilinear, bicubic, area;
+paper bicubic), ``size`` (input side, default 64) and ``basis_file`` (disco:
+the original's DISCO proxy ``.pt``). The adapter (:func:`config_adapter`)
+takes them from ``stir.kernel_size``, ``stir.interpolation``, the input and
+``stir.disco_basis``. Module attribute names follow the original, so its
+``state_dict`` keys match (original checkpoints load, see SteerableBasis).
 
 =====================  ======================================================
 ``stir_standard``      plain valid convolutions
@@ -19,7 +24,7 @@ its ``state_dict`` keys match.
 ``stir_xu``            Xu et al. multi-column kernels 3..11, column max at the end
 ``stir_kanazawa``      Kanazawa et al. input rescaling by 1.26^e, e = -2..3
 ``stir_hermite``       SESN, Hermite basis, scales 2..4
-``stir_disco``         SESN, DISCO basis, scales 1..2 (computed, see raysys/families/stir/layers/sesn.py)
+``stir_disco``         SESN, DISCO basis, scales 1..2 (computed, or the original's file; layers/sesn.py)
 =====================  ======================================================
 
 Scale-pooling models keep the chosen scales of the last batch in
@@ -29,16 +34,18 @@ evaluation compares.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+import inspect
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from raysys.errors import ConfigError, one_of
-from raysys.models.registry import InputSpec, register_model
+from raysys.models.registry import InputSpec, input_kwargs, register_model
 from raysys.families.stir.layers.baselines import KanazawaConv2d, XuConv2d, gaussian_pyramid
-from raysys.families.stir.layers.sesn import SESConvHH, SESConvZ2H, build_basis
+from raysys.families.stir.layers.sesn import SESConvHH, SESConvZ2H, SteerableBasis, build_basis, load_proxy_basis
 from raysys.families.stir.layers.siconv import INTERPOLATIONS, GlobalMaxPool, ScalePool, SiConv2d, num_scales_for
 
 KERNEL_SIZES = (3, 7, 11, 15)
@@ -146,76 +153,138 @@ class XuNet(StirNet):
         return self.lin(self.global_pool(x))
 
 
-def _kernel_size(cfg) -> int:
-    k = int(cfg.stir.kernel_size)
+def check_kernel_size(kernel_size: int) -> int:
+    """``kernel_size`` if it is one of the paper's sizes, else ConfigError (key ``stir.kernel_size``)."""
+    k = int(kernel_size)
     if k not in KERNEL_SIZES:
-        raise ConfigError(f"stir.kernel_size={k} is not one of {list(KERNEL_SIZES)}")
+        raise ConfigError(f"stir.kernel_size={k} (keyword kernel_size) is not one of {list(KERNEL_SIZES)}")
     return k
 
 
-def _interpolation(cfg) -> str:
-    mode = str(cfg.stir.interpolation)
+def check_interpolation(interpolation: str) -> str:
+    """``interpolation`` if SiConv2d knows it, else ConfigError (key ``stir.interpolation``)."""
+    mode = str(interpolation)
     if mode not in INTERPOLATIONS:
         raise ConfigError(f"stir.interpolation: {one_of(mode, INTERPOLATIONS)}")
     return mode
 
 
-def _scale_pool_net(mode: str):
-    def build(cfg, spec: InputSpec) -> nn.Module:
-        k, interp = _kernel_size(cfg), _interpolation(cfg)
-        s1, s2 = scale_counts(spec.size, k)
-        return StirNet(SiConv2d(spec.channels, WIDTHS[0], s1, k, interp), SiConv2d(WIDTHS[0], WIDTHS[1], s2, k, interp),
-                       spec.num_classes, ScalePool(mode), ScalePool(mode))
-    return build
+# ---- factories: plain keyword arguments, no config (create_model("stir_disco", in_channels=1, ...)) ----------
 
 
-def _standard(cfg, spec: InputSpec) -> nn.Module:
-    k = _kernel_size(cfg)
-    return StirNet(nn.Conv2d(spec.channels, WIDTHS[0], k), nn.Conv2d(WIDTHS[0], WIDTHS[1], k), spec.num_classes)
+def standard(in_channels: int, num_classes: int, kernel_size: int = 7) -> StirNet:
+    """Two plain valid convolutions."""
+    k = check_kernel_size(kernel_size)
+    return StirNet(nn.Conv2d(in_channels, WIDTHS[0], k), nn.Conv2d(WIDTHS[0], WIDTHS[1], k), num_classes)
 
 
-def _conv3d(cfg, spec: InputSpec) -> nn.Module:
-    k, interp = _kernel_size(cfg), _interpolation(cfg)
-    s1, _ = scale_counts(spec.size, k)
-    return StirNet(SiConv2d(spec.channels, WIDTHS[0], s1, k, interp), nn.Conv3d(WIDTHS[0], WIDTHS[1], (k, k, k)),
-                   spec.num_classes)
+def scale_pool_factory(mode: str) -> Callable[..., StirNet]:
+    """The SiConv2d + ScalePool(``mode``) model; ``size`` is the input's side (it fixes the scale counts)."""
+
+    def factory(in_channels: int, num_classes: int, kernel_size: int = 7, interpolation: str = "bicubic",
+                size: int = 64) -> StirNet:
+        k, interp = check_kernel_size(kernel_size), check_interpolation(interpolation)
+        s1, s2 = scale_counts(size, k)
+        return StirNet(SiConv2d(in_channels, WIDTHS[0], s1, k, interp), SiConv2d(WIDTHS[0], WIDTHS[1], s2, k, interp),
+                       num_classes, ScalePool(mode), ScalePool(mode))
+
+    factory.__name__ = f"{mode}_pool"
+    factory.__doc__ = f"SiConv2d + ScalePool({mode!r}) after each convolution."
+    return factory
 
 
-def _kanazawa(cfg, spec: InputSpec) -> nn.Module:
-    k = _kernel_size(cfg)
-    return StirNet(KanazawaConv2d(spec.channels, WIDTHS[0], k, KANAZAWA_SCALES),
-                   KanazawaConv2d(WIDTHS[0], WIDTHS[1], k, KANAZAWA_SCALES), spec.num_classes)
+def conv3d(in_channels: int, num_classes: int, kernel_size: int = 7, interpolation: str = "bicubic",
+           size: int = 64) -> StirNet:
+    """SiConv2d, then Conv3d(k, k, k) over (scale, h, w)."""
+    k, interp = check_kernel_size(kernel_size), check_interpolation(interpolation)
+    s1, _ = scale_counts(size, k)
+    return StirNet(SiConv2d(in_channels, WIDTHS[0], s1, k, interp), nn.Conv3d(WIDTHS[0], WIDTHS[1], (k, k, k)),
+                   num_classes)
 
 
-def _sesn(settings: dict):
-    def build(cfg, spec: InputSpec) -> nn.Module:
-        k = _kernel_size(cfg)
-        widest = (k - 1) * int(max(settings["scales"])) + 1
-        if settings["basis_type"] == "disco_b" and widest > SESN_SIZE:
-            raise ConfigError(f"stir.kernel_size={k}: the DISCO basis dilates k×k to {widest}×{widest} at scale "
-                              f"{max(settings['scales'])}, more than its {SESN_SIZE}×{SESN_SIZE} kernel; use 3 or 7")
-        options = {key: value for key, value in settings.items() if key not in ("basis_type", "scales")}
-        basis = build_basis(settings["basis_type"], SESN_SIZE, settings["scales"], k, **options)
-        return StirNet(SESConvZ2H(spec.channels, WIDTHS[0], basis), SESConvHH(WIDTHS[0], WIDTHS[1], 1, basis),
-                       spec.num_classes)
-    return build
+def ensemble(in_channels: int, num_classes: int, kernel_size: int = 7) -> EnsembleNet:
+    return EnsembleNet(in_channels, num_classes, check_kernel_size(kernel_size))
 
 
-BUILDERS: Dict[str, Callable[[object, InputSpec], nn.Module]] = {
-    "standard": _standard,
-    "pixel_pool": _scale_pool_net("pixel"),
-    "slice_pool": _scale_pool_net("slice"),
-    "energy_pool": _scale_pool_net("energy"),
-    "conv3d": _conv3d,
-    "ensemble": lambda cfg, spec: EnsembleNet(spec.channels, spec.num_classes, _kernel_size(cfg)),
-    "spatial_transform": lambda cfg, spec: SpatialTransformNet(spec.channels, spec.num_classes, _kernel_size(cfg),
-                                                               spec.size),
-    "xu": lambda cfg, spec: XuNet(spec.channels, spec.num_classes, _kernel_size(cfg)),
-    "kanazawa": _kanazawa,
-    "hermite": _sesn(HERMITE),
-    "disco": _sesn(DISCO),
+def spatial_transform(in_channels: int, num_classes: int, kernel_size: int = 7, size: int = 64) -> SpatialTransformNet:
+    return SpatialTransformNet(in_channels, num_classes, check_kernel_size(kernel_size), size)
+
+
+def xu(in_channels: int, num_classes: int, kernel_size: int = 7) -> XuNet:
+    return XuNet(in_channels, num_classes, check_kernel_size(kernel_size))
+
+
+def kanazawa(in_channels: int, num_classes: int, kernel_size: int = 7) -> StirNet:
+    """Input rescaled by 1.26^e (e = -2..3) around each convolution."""
+    k = check_kernel_size(kernel_size)
+    return StirNet(KanazawaConv2d(in_channels, WIDTHS[0], k, KANAZAWA_SCALES),
+                   KanazawaConv2d(WIDTHS[0], WIDTHS[1], k, KANAZAWA_SCALES), num_classes)
+
+
+def _sesn(in_channels: int, num_classes: int, kernel_size: int, settings: dict, proxy=None) -> StirNet:
+    k = check_kernel_size(kernel_size)
+    widest = (k - 1) * int(max(settings["scales"])) + 1
+    if settings["basis_type"] == "disco_b" and widest > SESN_SIZE:
+        raise ConfigError(f"stir.kernel_size={k}: the DISCO basis dilates k×k to {widest}×{widest} at scale "
+                          f"{max(settings['scales'])}, more than its {SESN_SIZE}×{SESN_SIZE} kernel; use 3 or 7")
+    options = {key: value for key, value in settings.items() if key not in ("basis_type", "scales")}
+    if proxy is not None:
+        options["proxy"] = proxy
+    basis = build_basis(settings["basis_type"], SESN_SIZE, settings["scales"], k, **options)
+    # one basis module per layer, as the original's: a checkpoint may hold a different basis for each
+    return StirNet(SESConvZ2H(in_channels, WIDTHS[0], basis),
+                   SESConvHH(WIDTHS[0], WIDTHS[1], 1, SteerableBasis(basis.basis.clone())), num_classes)
+
+
+def hermite(in_channels: int, num_classes: int, kernel_size: int = 7) -> StirNet:
+    """SESN with the Hermite basis at scales 2..4."""
+    return _sesn(in_channels, num_classes, kernel_size, HERMITE)
+
+
+def disco(in_channels: int, num_classes: int, kernel_size: int = 7, basis_file: Optional[str] = None) -> StirNet:
+    """SESN with the DISCO basis at scales 1..2: computed, or the original's proxy file at ``basis_file``."""
+    proxy = None
+    if basis_file:
+        proxy = load_proxy_basis(basis_file, SESN_SIZE, DISCO["scales"], check_kernel_size(kernel_size))
+    return _sesn(in_channels, num_classes, kernel_size, DISCO, proxy)
+
+
+# the original's --model names, in its order -> factory
+FACTORIES: Dict[str, Callable[..., nn.Module]] = {
+    "standard": standard,
+    "pixel_pool": scale_pool_factory("pixel"),
+    "slice_pool": scale_pool_factory("slice"),
+    "energy_pool": scale_pool_factory("energy"),
+    "conv3d": conv3d,
+    "ensemble": ensemble,
+    "spatial_transform": spatial_transform,
+    "xu": xu,
+    "kanazawa": kanazawa,
+    "hermite": hermite,
+    "disco": disco,
 }
-MODEL_NAMES = tuple(BUILDERS)  # the original's --model names, in its order
+MODEL_NAMES = tuple(FACTORIES)
 
-for _name, _builder in BUILDERS.items():
-    register_model(f"stir_{_name}")(_builder)
+# factory keyword -> its value from a run's config (the ``stir`` section) and input
+CONFIG_KWARGS: Dict[str, Callable[[Any, InputSpec], Any]] = {
+    "kernel_size": lambda cfg, spec: int(cfg.stir.kernel_size),
+    "interpolation": lambda cfg, spec: str(cfg.stir.interpolation),
+    "size": lambda cfg, spec: int(spec.size),
+    "basis_file": lambda cfg, spec: str(OmegaConf.select(cfg, "stir.disco_basis", default="") or "") or None,
+}
+
+
+def config_adapter(factory: Callable[..., nn.Module]) -> Callable[[Any, InputSpec], Dict[str, Any]]:
+    """The adapter giving ``factory`` its inputs, classes and every :data:`CONFIG_KWARGS` key it accepts."""
+    wanted = [name for name in inspect.signature(factory).parameters if name in CONFIG_KWARGS]
+
+    def adapter(cfg: Any, spec: InputSpec) -> Dict[str, Any]:
+        kwargs = input_kwargs(cfg, spec)
+        kwargs.update({name: CONFIG_KWARGS[name](cfg, spec) for name in wanted})
+        return kwargs
+
+    return adapter
+
+
+for _name, _factory in FACTORIES.items():
+    register_model(f"stir_{_name}", adapter=config_adapter(_factory))(_factory)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+import numpy as np
+from raysys.config import renames
 from raysys.config.schema import config_section
 from raysys.errors import ConfigError
 
@@ -68,6 +70,12 @@ class StirConfig:
     ``analysis`` logs ``errors.npz`` / ``indices.npz`` at the end of a run
     (raysys/families/stir/analysis.py; costly for the scale-pool models on CPU);
     ``analysis_raw_pixels`` feeds it 0..255 pixels as the original did.
+
+    ``shuffle``: ``epoch`` (reshuffle the train stream every epoch) or ``once``
+    (the original's order: its train rows shuffled once by RandomState(42),
+    the same order every epoch; :func:`original_train_order`).
+    ``disco_basis``: path of the original's DISCO proxy basis ``.pt`` for
+    ``stir_disco`` (empty: computed, raysys/families/stir/layers/sesn.py).
     """
 
     evaluation: int = 0
@@ -75,6 +83,16 @@ class StirConfig:
     interpolation: str = "bicubic"
     analysis: bool = True
     analysis_raw_pixels: bool = False
+    shuffle: str = "epoch"
+    disco_basis: str = ""
+
+
+# Runs recorded before these keys reshuffled every epoch and computed the DISCO basis.
+renames.added_key("stir.shuffle", "epoch")
+renames.added_key("stir.disco_basis", "")
+
+SHUFFLES = ("epoch", "once")
+ORIGINAL_SHUFFLE_SEED = 42  # STIRDataset._shuffle_arrays (data/dataset.py:64)
 
 
 def get_scenario(evaluation: int) -> Optional[Scenario]:
@@ -115,6 +133,22 @@ def row_filters(evaluation: int, splits: Dict[str, Tuple[str, int]]) -> Dict[str
     if get_scenario(evaluation) is None:
         return {}
     return {name: scale_filter(evaluation, split) for name, (split, _) in splits.items()}
+
+
+def original_train_order(manifest: dict, evaluation: int, split: str = "train") -> np.ndarray:
+    """The ``index`` values of ``split``'s scenario rows in the order the original trained on them.
+
+    The original stacks the scenario's scales in ascending order (each scale's
+    classes and instances in npz order) and shuffles the stack once with
+    ``RandomState(42)`` (data/dataset.py:64-75, siconvnet/data.py:29-51);
+    its DataLoader keeps that order every epoch. Evaluation 0 uses all 48 scales, as 4.
+    """
+    options = manifest["options"]["stir"]
+    per_scale = int(manifest["num_classes"]) * int(options["instances"])
+    scales = sorted(split_scales(evaluation, split))
+    order = np.concatenate([np.arange(per_scale, dtype=np.int64) + (MAX_SCALE - s) * per_scale for s in scales])
+    np.random.RandomState(ORIGINAL_SHUFFLE_SEED).shuffle(order)
+    return order
 
 
 def scenario_rows(manifest: dict, split: str, evaluation: int) -> int:

@@ -7,6 +7,7 @@ moments, like Lightning's ``Callback``.
 **Moments**, in the order the loop calls them on every worker::
 
     on_phase_start(model, phase, resolution)        a phase begins (once per phase; again on resume)
+    on_fit_start(loop)                              a fresh run (no checkpoint of its own) before its first epoch
     per epoch:
       on_train_epoch_start(model, epoch)
       per batch: on_train_batch_start(images, labels, generator) -> (inputs, targets)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raysys.errors import TrainingError
 from raysys.registry import Registry
 from raysys.train.early_stopping import EarlyStopping
 from raysys.train.phases import Phase, default_phases
@@ -72,6 +73,10 @@ class Recipe:
     def set_eval_mode(self, model: nn.Module, mode: str) -> None:
         """Put the model in evaluation pass ``mode`` (e.g. another superposition); "" after the passes."""
 
+    def on_evaluation_start(self, model: nn.Module) -> None:
+        """Before each evaluation pass (training's epochs and ``raysys eval``): put the model in evaluation mode."""
+        model.eval()
+
     def named_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
         """An epoch's metrics as logged (STIR: the original's names and units)."""
         return metrics
@@ -85,6 +90,13 @@ class Recipe:
     def on_phase_start(self, model: nn.Module, phase: Phase, resolution: int) -> None:
         """A phase begins: adapt the model to ``phase`` (input side ``resolution``); also called on resume."""
 
+    def on_fit_start(self, loop: Any) -> None:
+        """A run starts without a checkpoint of its own (not on resume), before its first epoch.
+
+        ``loop`` is the worker's :class:`raysys.train.loop.EpochRunner`: a recipe may continue a
+        checkpoint of another program here (its ``restore``, ``optimizer``, ``scheduler``,
+        ``start_epoch``; antialiased ``--resume``)."""
+
     def on_train_epoch_start(self, model: nn.Module, epoch: int) -> None:
         """Called on every worker before each training epoch (``epoch`` counts from 0)."""
 
@@ -92,6 +104,11 @@ class Recipe:
                              generator: torch.Generator) -> Tuple[torch.Tensor, Any]:
         """Before a training batch's forward: its inputs and targets (e.g. mixup); ``generator`` is the epoch's."""
         return images, labels
+
+    def on_nonfinite_loss(self, loss: float, epoch: int, step: int) -> None:
+        """A training batch's loss is NaN or infinite: the default stops the run; returning instead skips
+        the optimizer step of that batch's group (the scheduler still advances)."""
+        raise TrainingError(f"non-finite loss ({loss}) at epoch {epoch + 1}, batch {step}: lower train.lr or check the data")
 
     def on_before_optimizer_step(self, grad_norm: torch.Tensor) -> bool:
         """After the gradients are unscaled and clipped (``grad_norm``, before clipping): False skips this step."""

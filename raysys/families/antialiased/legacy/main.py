@@ -7,28 +7,34 @@
   ``finetune-resnet50_lpf4`` with ``--finetune``);
 - ``--save_weights P --resume C`` -> ``export-weights``.
 
-Weights are local files, never downloaded: ``--pretrained`` and ``--finetune``
-look in ``$RAYSYS_WEIGHTS_DIR`` (default ``./weights``) for the original's file
-names (``resnet50_lpf4_finetune-cad66808.pth``, torchvision's ``resnet50-0676ba61.pth``)
-or plain ``<arch>.pth``; ``--weights P`` names the file. Flags raysys cannot honour
-are refused by name.
+``--pretrained`` and ``--finetune`` use a local file from ``$RAYSYS_WEIGHTS_DIR``
+(default ``./weights``) when it holds one (``<arch>.pth``, the original's file names
+such as ``resnet50_lpf4_finetune-cad66808.pth``, torchvision's ``resnet50-0676ba61.pth``),
+else the URL the original fetches (raysys/families/antialiased/pretrained.py), fetched when
+the model is built into torch's hub cache with its hash check; ``--weights P`` names the
+file. ``--finetune`` runs the ``antialiased-finetune`` recipe, ``--resume C`` (training) the
+``antialiased-resume`` recipe (epoch, optimizer, schedule, best top-1), ``-ba N`` adds the
+N gradients (``train.accumulate_sum=true``) and ``--cos_lr`` is the per-epoch cosine
+(``train.scheduler=epoch_cosine``), as in the original. Flags raysys cannot honour are
+refused by name.
 """
 from __future__ import annotations
 
 import argparse
 import functools
-import os
 import re
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from raysys.config.loader import list_presets
 from raysys.errors import ConfigError
+from raysys.families.antialiased.models import ARCHITECTURES
+from raysys.families.antialiased.pretrained import pretrained_url
 from raysys.legacy.registry import Translation, register_translator
+from raysys.models.registry import MODELS
+from raysys.models.weights import weights_dir
 
 PAPER = "antialiased"
-WEIGHTS_DIR_ENV = "RAYSYS_WEIGHTS_DIR"
-DEFAULT_WEIGHTS_DIR = "weights"
-WEIGHTS_URL = "https://antialiased-cnns.s3.us-east-2.amazonaws.com/weights_v0.1/"
 _LPF = re.compile(r"^(?P<base>.+)_lpf(?P<size>\d)$")
 
 # Flags of main.py that raysys does not accept, with the reason shown to the user.
@@ -78,10 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def weights_dir() -> Path:
-    return Path(os.environ.get(WEIGHTS_DIR_ENV) or DEFAULT_WEIGHTS_DIR)
-
-
 def _candidates(arch: str, finetuned: bool) -> List[str]:
     names = [f"{arch}.pth", f"{arch}.pth.tar"]
     if _LPF.match(arch) and finetuned:
@@ -90,26 +92,21 @@ def _candidates(arch: str, finetuned: bool) -> List[str]:
     return names
 
 
-def find_weights(arch: str, flag: str, finetuned: bool = True) -> str:
-    """The local weights file for ``arch``, or a ConfigError explaining how to supply one."""
+def find_weights(arch: str, finetuned: bool = True) -> str:
+    """The weights ``--pretrained`` loads for ``arch``: a local file in ``$RAYSYS_WEIGHTS_DIR``, else its URL.
+
+    The URL is only named here (``--print`` needs no weights); the model's build fetches it.
+    """
     directory = weights_dir()
-    patterns = _candidates(arch, finetuned)
-    for pattern in patterns:
+    for pattern in _candidates(arch, finetuned):
         found = sorted(directory.glob(pattern))
         if found:
             return str(found[0].resolve())
-    source = (f"the original's file from {WEIGHTS_URL} (names in antialiased_cnns' model_urls)"
-              if _LPF.match(arch) else f"torchvision's {arch} weights (torchvision.models.{arch} weights URL)")
-    raise ConfigError(
-        f"main.py {flag}: no local weights for {arch} in {directory}/ (looked for {', '.join(patterns)}); "
-        f"raysys never downloads at run time: save {source} there, set {WEIGHTS_DIR_ENV}, or pass --weights PATH"
-    )
+    return pretrained_url(arch, finetuned)
 
 
 @functools.lru_cache(maxsize=1)
 def _preset_names() -> frozenset:
-    from raysys.config.loader import list_presets
-
     return frozenset(info.name for info in list_presets() if info.paper == PAPER)
 
 
@@ -119,16 +116,13 @@ def _preset(kind: str, arch: str) -> tuple[str, List[str]]:
     if preset in _preset_names():
         return preset, []
     fallback = f"{PAPER}/{kind}-resnet50_lpf4"
-    return fallback, [f"model.name={arch}"]
+    # A shared baseline keeps the antialias section (antialias.weights) through the family's recipe.
+    recipe = [] if _LPF.match(arch) or kind == "finetune" else ["train.recipe=antialiased"]
+    return fallback, [f"model.name={arch}", *recipe]
 
 
 def _check_arch(arch: str) -> None:
-    import raysys.families.antialiased.models  # noqa: F401
-    from raysys.models.registry import MODELS
-
     if arch not in MODELS:
-        from raysys.families.antialiased.models import ARCHITECTURES
-
         raise ConfigError(
             f"main.py -a {arch}: unknown architecture; use one of {', '.join(ARCHITECTURES)}, "
             "optionally with _lpf1.._lpf7 (e.g. resnet50_lpf4)"
@@ -202,6 +196,10 @@ def translate_main(args: Sequence[str]) -> Translation:
     overrides = extra + overrides
     if weights:
         overrides.append(f"antialias.weights={weights}")
+    if a.resume:
+        overrides.append("train.recipe=antialiased-resume")
+    elif a.finetune and kind != "finetune":
+        overrides.append("train.recipe=antialiased-finetune")
     for flag, key, value in (
         ("-ep", "train.epochs", a.epochs), ("-b", "train.batch_size", a.batch_size), ("--lr", "train.lr", a.lr),
         ("--momentum", "train.momentum", a.momentum), ("--wd", "train.weight_decay", a.weight_decay),
@@ -210,20 +208,14 @@ def translate_main(args: Sequence[str]) -> Translation:
         if value is not None:
             overrides.append(f"{key}={value}")
     if a.batch_accum and a.batch_accum > 1:
-        notes.append(
-            "-ba: raysys averages the accumulated gradients (one big batch's step); the original adds them "
-            "(lr x N in effect): add train.accumulate_sum=true to reproduce that"
-        )
+        overrides.append("train.accumulate_sum=true")  # the original adds the N gradients (main.py:454-460)
     if a.cos_lr:
-        overrides += ["train.scheduler=cosine", "train.scheduler_params.eta_min=0.0"]
-    if a.lr_step is not None:
+        overrides.append("train.scheduler=epoch_cosine")
+    elif a.lr_step is not None:
         overrides.append(f"train.scheduler_params.step_size={a.lr_step:g}")
     if a.out_dir:
         overrides.append(f"run_name={Path(a.out_dir.rstrip('/')).name or 'antialiased'}")
         notes.append("--out-dir names the run; checkpoints go to checkpoint.storage_path/<run_name>, the best by top-1 kept")
-    if a.resume:
-        notes.append("--resume: the run starts from the checkpoint's weights; optimizer and epoch restart "
-                     "(raysys resumes its own runs automatically)")
     if a.epochs_shift is not None:
         overrides.append(f"evaluate.shift_passes={a.epochs_shift}")
     return Translation("train", preset, overrides, notes)
@@ -242,16 +234,17 @@ def _eval_kind(a) -> tuple[str, List[str]]:
 
 
 def _initial_weights(a, evaluating: bool) -> Optional[str]:
-    """The weights file the model starts from, per --weights / --resume / --pretrained / --finetune."""
-    if a.weights:
-        return str(Path(a.weights).expanduser().resolve())
+    """The weights the model starts from: --resume over --weights over --finetune over --pretrained,
+    as the original applies them in the other order, each over the last (main.py:213-293)."""
     if a.resume:
         return str(Path(a.resume).expanduser().resolve())
+    if a.weights:
+        return str(Path(a.weights).expanduser().resolve())
     if a.finetune:
         match = _LPF.match(a.arch)
         if not match:
             raise ConfigError(f"main.py --finetune copies baseline weights into an antialiased model: use -a <arch>_lpf<N>, not {a.arch}")
-        return find_weights(match.group("base"), "--finetune")
+        return find_weights(match.group("base"))
     if a.pretrained:
-        return find_weights(a.arch, "--pretrained", finetuned=not a.force_nonfinetuned)
+        return find_weights(a.arch, finetuned=not a.force_nonfinetuned)
     return None

@@ -47,9 +47,9 @@ def parse_horizon(horizon: Horizon) -> Horizon:
         try:
             horizon = int(text)
         except ValueError:
-            raise ValueError(f"conv.horizon must be 'same' or an odd integer, got {horizon!r}") from None
+            raise ValueError(f"flexconv.conv.horizon must be 'same' or an odd integer, got {horizon!r}") from None
     if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1 or horizon % 2 == 0:
-        raise ValueError(f"conv.horizon must be 'same' or an odd integer, got {horizon!r}")
+        raise ValueError(f"flexconv.conv.horizon must be 'same' or an odd integer, got {horizon!r}")
     return int(horizon)
 
 
@@ -218,7 +218,7 @@ class FlexConv(CKConv):
         ckconv_kwargs["kernel_init_spatial_value"] = GAUSSIAN_INIT_SPATIAL_FACTOR * mask_init_value
         super().__init__(in_channels, out_channels, horizon, **ckconv_kwargs)
         if not 0.0 < mask_threshold < 1.0:
-            raise ValueError(f"mask.threshold must be in (0, 1), got {mask_threshold}")
+            raise ValueError(f"flexconv.mask.threshold must be in (0, 1), got {mask_threshold}")
         self.mask_params = nn.Parameter(torch.tensor([[0.0, mask_init_value], [0.0, mask_init_value]]))
         self.register_buffer("temperature", torch.full((1,), float(mask_temperature)), persistent=True)
         self.register_buffer("mask_threshold", torch.full((1,), float(mask_threshold)), persistent=True)

@@ -27,7 +27,7 @@ FftMode = Union[bool, str]
 
 
 def parse_use_fft(value: FftMode) -> str:
-    """Normalise ``conv.use_fft`` to "auto", "true" or "false"."""
+    """Normalise ``flexconv.conv.use_fft`` to "auto", "true" or "false"."""
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value).strip().lower()
@@ -37,7 +37,7 @@ def parse_use_fft(value: FftMode) -> str:
         return "true"
     if text in ("false", "no", "0", "off", "direct"):
         return "false"
-    raise ValueError(f"conv.use_fft must be auto, true or false, got {value!r}")
+    raise ValueError(f"flexconv.conv.use_fft must be auto, true or false, got {value!r}")
 
 
 def fft_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -8,6 +8,10 @@ not have are refused too.
 The translation picks the ``flexconv/`` preset that needs the fewest overrides to reproduce the
 command, then adds those overrides: a command of ``experiments/readme.md`` translates to its
 table's preset plus ``seed=N``.
+
+The original's groups ``net``, ``kernel``, ``conv`` and ``mask`` are raysys's ``flexconv.net``,
+``flexconv.kernel``, ... (raysys/config/renames.py); the translation writes the new names and
+says so in a note.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import yaml
 from omegaconf import OmegaConf
 
+from raysys.config import renames
+from raysys.config.loader import _preset_layers, list_presets, load_config
+from raysys.config.schema import root_schema
 from raysys.errors import ConfigError, RaysysError, did_you_mean
 from raysys.legacy.registry import Translation
 
@@ -91,10 +98,10 @@ def _show(value: Any) -> str:
 
 
 def same(ours: Optional[str] = None, cast: Callable[[Any], Any] = lambda v: v) -> Rule:
-    """The key exists in raysys under the same (or the given) name."""
+    """The key exists in raysys under the same (or the given) name; a renamed group under its new name."""
 
     def rule(ctx: Context, key: str, value: Any) -> None:
-        ctx.mapped[ours or key] = cast(value)
+        ctx.mapped[ours or renames.current_key(key)] = cast(value)
 
     return rule
 
@@ -158,20 +165,24 @@ def _dataset(ctx: Context, key: str, value: Any) -> None:
 
 
 def _horizon(ctx: Context, key: str, value: Any) -> None:
-    ctx.mapped["conv.horizon"] = str(value)
+    ctx.mapped["flexconv.conv.horizon"] = str(value)
 
 
 def _use_fft(ctx: Context, key: str, value: Any) -> None:
     # The original convolves in the Fourier domain only with use_fft and all kernel sides > 50.
     if value:
-        ctx.mapped["conv.use_fft"] = "auto"
-        ctx.mapped["conv.fft_min_kernel"] = 51
+        ctx.mapped["flexconv.conv.use_fft"] = "auto"
+        ctx.mapped["flexconv.conv.fft_min_kernel"] = 51
     else:
-        ctx.mapped["conv.use_fft"] = "false"
+        ctx.mapped["flexconv.conv.use_fft"] = "false"
 
 
 def _augment(ctx: Context, key: str, value: Any) -> None:
-    ctx.mapped["train.augment"] = "None" if value is None else str(value)
+    name = "None" if value is None else str(value)
+    if name == "resnet" and ctx.script == "run_crossres.py" and ctx.values.get("dataset") != "Imagenet-k":
+        # datasets/cifar10.py flips and crops at 32 px, then resizes to the phase's side.
+        name = "resnet-before-resize"
+    ctx.mapped["train.augment"] = name
 
 
 def _scheduler(ctx: Context, key: str, value: Any) -> None:
@@ -305,20 +316,20 @@ IMPLICIT_DEFAULTS: Dict[str, Any] = {
     "train.weight_decay": 0.0,
     "train.report_top5_acc": False,
     "train.mask_params_lr_factor": 1.0,
-    "net.dropout": 0.0,
-    "kernel.regularize": False,
-    "kernel.omega_0": 0.0,
+    "flexconv.net.dropout": 0.0,
+    "flexconv.kernel.regularize": False,
+    "flexconv.kernel.omega_0": 0.0,
 }
 
 
 def _relevant(key: str, model: str, conv: str) -> bool:
-    """Whether ``key`` changes what a ``model`` with ``conv.type=conv`` computes."""
-    if key.startswith(("net.", "kernel.", "conv.", "mask.")) or key == "train.mask_params_lr_factor":
+    """Whether ``key`` changes what a ``model`` with ``flexconv.conv.type=conv`` computes."""
+    if key.startswith("flexconv.") or key == "train.mask_params_lr_factor":
         if model != "flexnet":
             return False
-    if key.startswith("kernel.") and not key.startswith("kernel.srf"):
+    if key.startswith("flexconv.kernel.") and not key.startswith("flexconv.kernel.srf"):
         return conv in ("FlexConv", "CKConv")
-    if key == "train.mask_params_lr_factor" or key.startswith("mask."):
+    if key == "train.mask_params_lr_factor" or key.startswith("flexconv.mask."):
         return conv == "FlexConv"
     return True
 
@@ -335,6 +346,10 @@ def read_command(script: str, args: Sequence[str], cross_res: bool) -> Context:
             hint = did_you_mean(key, list(rules))
             raise ConfigError(f"legacy {script}: unknown flag {key!r}: cfg/config.yaml has no such key{hint}")
         rule(ctx, key, value)
+    moved = sorted({key.split(".", 1)[0] for key in ctx.values if renames.current_key(key) != key})
+    if moved:
+        ctx.notes.append("the original's " + ", ".join(f"{group}.*" for group in moved) + " are raysys's "
+                         + ", ".join(f"{renames.current_key(group)}.*" for group in moved))
     if cross_res and not (ctx.mapped.get("cross_res.source_res") and ctx.mapped.get("cross_res.target_res")):
         raise ConfigError(f"legacy {script}: give cross_res.source_res and cross_res.target_res, as the original requires")
     return ctx
@@ -352,7 +367,7 @@ def _differences(preset: str, mapped: Dict[str, Any]) -> Optional[List[str]]:
         return None
     # The model the command builds decides which implicit defaults matter.
     model = mapped.get("model.name", cfg.model.name)
-    conv = mapped.get("conv.type", cfg.conv.type)
+    conv = mapped.get("flexconv.conv.type", cfg.flexconv.conv.type)
     wanted = dict(mapped)
     for key, value in IMPLICIT_DEFAULTS.items():
         if key not in wanted and _relevant(key, model, conv):
@@ -373,9 +388,6 @@ def preset_values(name: str) -> Any:
     Cheaper than ``load_config`` (no per-key checks, overrides or run naming): the translator
     scores every candidate preset, then validates only the chosen one with ``load_config``.
     """
-    from raysys.config.loader import _preset_layers
-    from raysys.config.schema import root_schema
-
     cfg = OmegaConf.structured(root_schema())
     try:
         for layer in _preset_layers(name):
@@ -387,16 +399,12 @@ def preset_values(name: str) -> Any:
 
 def candidate_presets(cross_res: bool) -> List[str]:
     """The flexconv presets of the script: cross-resolution ones for run_crossres.py only."""
-    from raysys.config.loader import list_presets
-
     names = [p.name for p in list_presets() if p.paper == "flexconv"]
     return [n for n in names if n.split("/", 1)[1].startswith("crossres-") == cross_res]
 
 
 def translate_command(script: str, args: Sequence[str], cross_res: bool) -> Translation:
     """The ``raysys train`` command equivalent to ``python <script> <args>``."""
-    from raysys.config.loader import load_config
-
     ctx = read_command(script, args, cross_res)
     best: Optional[Tuple[str, List[str]]] = None
     for preset in candidate_presets(cross_res):

@@ -119,6 +119,23 @@ def model_values(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
+# The original's behaviour where it differs from raysys's default (docs/fidelity.md), set by
+# every translation: the published numbers were produced this way.
+ORIGINAL_BEHAVIOUR = {"mimo.eval_batch_stats": True}
+
+
+def differing_overrides(base: Any, values: Dict[str, Any], always: Sequence[str] = ()) -> List[str]:
+    """``key=value`` for every value that differs from the config ``base`` (and the keys ``always``)."""
+    overrides = []
+    for key, value in values.items():
+        current = base
+        for part in key.split("."):
+            current = current[part]
+        if current != value or key in always:
+            overrides.append(override(key, value))
+    return overrides
+
+
 def override(key: str, value: Any) -> str:
     """``key=value`` that parses back (as YAML) to ``value``."""
     if value is None:

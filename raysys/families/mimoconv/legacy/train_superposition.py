@@ -2,14 +2,18 @@
 
 The translation starts from the ``mimoconv/`` preset of the command's model,
 dataset, binding and capacity (a Table 1 row), and overrides every value in
-which the command differs from it; the README's commands need only ``seed=``.
+which the command differs from it. It also turns on the original's behaviour
+where raysys's default differs (docs/fidelity.md): evaluation with batch
+statistics (``mimo.eval_batch_stats``), skipping a non-finite loss's step
+(``mimo_recipe.skip_nonfinite_loss``) and the ISO convs' effective init
+(``mimo.legacy_iso_init``). ``-t`` becomes
+``mimo_recipe.transfer_learning_path``.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Sequence
 
 from raysys.config.loader import load_config
-from raysys.errors import ConfigError
 from raysys.families.mimoconv.legacy import flags as mimo_flags
 from raysys.legacy.registry import Translation, register_translator
 
@@ -67,6 +71,13 @@ def _values(args) -> Dict[str, Any]:
     })
     if args.checkpointing_path:
         values["checkpoint.storage_path"] = args.checkpointing_path
+    if args.transfer_learning_path:
+        values["mimo_recipe.transfer_learning_path"] = args.transfer_learning_path
+    # What the original always does: evaluate with batch statistics, skip a NaN loss's step (its
+    # grad-norm test fails), keep the ReLU gain of the ISO convs (its leaky-ReLU re-init never ran).
+    values.update(mimo_flags.ORIGINAL_BEHAVIOUR)
+    values["mimo_recipe.skip_nonfinite_loss"] = True
+    values["mimo.legacy_iso_init"] = True
     return values
 
 
@@ -74,19 +85,9 @@ def _values(args) -> Dict[str, Any]:
 def translate_train_superposition(argv: Sequence[str]) -> Translation:
     parsed = mimo_flags.parse(_parser(), argv)
     args = parsed.args
-    if args.transfer_learning_path:
-        raise ConfigError(f"legacy {SCRIPT}: unsupported flag -t/--transfer_learning_path "
-                          "(starting from another run's weights is not supported)")
     values = _values(args)
     preset = preset_for(args.model, values["data.name"], args.type, args.num, bool(args.sup_low))
-    base = load_config(preset)
-    overrides = []
-    for key, value in values.items():
-        current = base
-        for part in key.split("."):
-            current = current[part]
-        if current != value or key == "seed":
-            overrides.append(mimo_flags.override(key, value))
+    overrides = mimo_flags.differing_overrides(load_config(preset), values, always=("seed",))
     notes = list(parsed.notes)
     notes.append(f"-x/--experiment_nr {args.experiment_nr} only named the TensorBoard folder; the MLflow run name identifies the run")
     if args.checkpointing_path:

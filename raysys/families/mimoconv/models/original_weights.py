@@ -11,11 +11,18 @@ The original's checkpoints hold ``model_state_dict`` with the same module names 
 | ``layerX.Y.reluZ.srelu_bias`` (SReLU) | ``layerX.Y.reluZ.bias`` |
 
 Loading converted original weights gives the original's logits (checked to 3e-7 against
-the original code for HRR, MBAT and None models).
+the original code for HRR, MBAT and None models). The original's checkpoint files also hold
+a pickled scheduler and optimizer; :func:`read_original_checkpoint` reads their tensors
+without running pickled code.
 """
 from __future__ import annotations
 
-from typing import Dict
+import codecs
+import collections
+import pickle
+import types
+from pathlib import Path
+from typing import Dict, List
 
 import torch
 
@@ -58,21 +65,84 @@ def to_original_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Te
     return out
 
 
-def load_original_weights(model: torch.nn.Module, path: str) -> None:
-    """Load an original checkpoint file (or bare state dict) into ``model``, strictly."""
+class _Inert:
+    """Stands in for any object of a checkpoint outside the tensors: built and filled, never run."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Inert()
+
+    def __setitem__(self, key, value):  # a dict subclass (the optimizer's defaultdict state)
+        pass
+
+    def append(self, item):  # a list subclass
+        pass
+
+    def extend(self, items):
+        pass
+
+
+# What rebuilding a state dict of tensors needs; storages are resolved by torch.load itself.
+_TENSOR_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class _TensorsOnlyUnpickler(pickle.Unpickler):
+    """Resolves only the globals of tensors; every other class or function becomes :class:`_Inert`.
+
+    The original's checkpoints also pickle its OneCycleLR (PyTorch 1.11 stored the bound
+    ``anneal_func``, hence the scheduler and the optimizer), which ``weights_only=True``
+    refuses; this reads them without running any of their code.
+    """
+
+    def find_class(self, module, name):
+        return _TENSOR_GLOBALS.get((module, name), _Inert)
+
+
+_tensors_only = types.SimpleNamespace(Unpickler=_TensorsOnlyUnpickler, load=pickle.load, __name__="tensors_only")
+
+
+def read_original_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """The model state dict of ``path``: an original ``<identifier>_model.pt`` (``model_state_dict``),
+    a raysys checkpoint (``model``), an exported ``{"state_dict": ...}`` or a bare state dict."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"MIMOConv checkpoint {path!r} does not exist (give a local file)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as err:
-        raise CheckpointError(f"cannot read original MIMOConv checkpoint {path!r}: {err}") from err
-    except Exception as err:  # pickled objects beyond tensors (e.g. an old OneCycleLR state)
-        raise CheckpointError(
-            f"{path!r} is not loadable with weights_only=True ({type(err).__name__}); if you trust it, save its "
-            f"weights alone: torch.save(torch.load(p, weights_only=False)['model_state_dict'], out)") from err
-    state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path!r} holds no model_state_dict")
+    except Exception:  # pickled objects beyond tensors: read the tensors alone
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tensors_only)
+        except Exception as err:
+            raise CheckpointError(f"cannot read MIMOConv checkpoint {path!r}: {type(err).__name__}: {err}") from None
+    state = checkpoint
+    if isinstance(checkpoint, dict):
+        for key in ("model_state_dict", "model", "state_dict"):
+            if isinstance(checkpoint.get(key), dict):
+                state = checkpoint[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path!r} holds no model state dict (model_state_dict, model or state_dict)")
+    return from_original_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+
+
+def load_original_weights(model: torch.nn.Module, path: str) -> None:
+    """Load a checkpoint file (see :func:`read_original_checkpoint`) into ``model``, strictly."""
+    state = read_original_checkpoint(path)
     try:
-        result = model.load_state_dict(from_original_state_dict(state), strict=False)
+        result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1].strip()
         raise CheckpointError(f"{path!r} does not fit this model: {first}") from err
@@ -81,3 +151,15 @@ def load_original_weights(model: torch.nn.Module, path: str) -> None:
         raise CheckpointError(
             f"{path!r} does not fit this model (check model.name, mimo.width, mimo.initial_width, "
             f"superposition.binding/capacity): mismatched keys {problems[:4]}")
+
+
+def transfer_matching_weights(model: torch.nn.Module, path: str) -> List[str]:
+    """``-t``: copy the checkpoint's tensors whose name and shape match ``model``'s; the rest keep
+    their initialisation (train_superposition.py:264-271). Returns the keys left as initialised."""
+    own = model.state_dict()
+    state = read_original_checkpoint(path)
+    matching = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    if not matching:
+        raise CheckpointError(f"{path!r} shares no tensor of matching name and shape with this model")
+    model.load_state_dict({**own, **matching})
+    return sorted(set(own) - set(matching))

@@ -1,6 +1,6 @@
 """Scale-equivariant steerable convolutions (SESN) with Hermite or DISCO bases.
 
-Both bases are built in memory (nothing is read from disk):
+Both bases are built in memory by default (nothing is read from disk):
 
 - **Hermite** (``hermite_b``, Sosnovik et al. 2020): at every scale σ of the
   basis, 49 = effective_size² separable functions G_τ(x)·He_a(x/τ) ·
@@ -17,6 +17,8 @@ Both bases are built in memory (nothing is read from disk):
   (integer-scale) kernel, so each non-integer scale is the least-squares fit
   against both integer scales (:func:`disco_proxy_basis`). The proxy is then
   mixed by the Hermite functions at ``basis_min_scale``, as in the original.
+  :func:`load_proxy_basis` reads the original's file instead
+  (``stir.disco_basis=PATH``).
 
 Weights are (out, in[, scale_size], 49); kernels are ``weight @ basis``.
 """
@@ -24,11 +26,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from raysys.errors import ConfigError
 
 BASIS_TYPES = ("hermite_b", "disco_b")
 
@@ -148,10 +152,28 @@ def disco_proxy_basis(size: int, scales: Tuple[float, ...], effective_size: int,
     return torch.stack(per_scale, 1)
 
 
+def load_proxy_basis(path: str, size: int, scales: Sequence[float], effective_size: int) -> torch.Tensor:
+    """The original's precomputed DISCO proxy (``size=15_eff_size=7_scales=[...].pt``) as float64, shape-checked."""
+    expected = (effective_size**2, len(scales), size, size)
+    try:
+        proxy = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"stir.disco_basis={path!r}: no such file (the original's "
+                          f"siconvnet/contrib/size={size}_eff_size={effective_size}_scales=[...].pt)") from None
+    except Exception as error:  # pickle or zip errors: not a tensor file
+        raise ConfigError(f"stir.disco_basis={path!r}: not a torch tensor file ({type(error).__name__})") from None
+    if not isinstance(proxy, torch.Tensor) or tuple(proxy.shape) != expected:
+        shape = tuple(proxy.shape) if isinstance(proxy, torch.Tensor) else type(proxy).__name__
+        raise ConfigError(f"stir.disco_basis={path!r}: holds {shape}, expected a tensor of shape {expected} "
+                          f"(functions, scales {list(scales)}, {size}, {size})")
+    return proxy.double()
+
+
 def disco_basis(size: int, scales: Sequence[float], effective_size: int, mult: float, max_order: int,
-                min_scale: float) -> torch.Tensor:
-    """(effective_size², len(scales), size, size) DISCO basis ``disco_b``."""
-    proxy = disco_proxy_basis(size, tuple(float(s) for s in scales), effective_size)
+                min_scale: float, proxy: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(effective_size², len(scales), size, size) DISCO basis ``disco_b`` from ``proxy`` (default: computed)."""
+    if proxy is None:
+        proxy = disco_proxy_basis(size, tuple(float(s) for s in scales), effective_size)
     mixing = hermite_functions(effective_size, min_scale, max_order, mult, effective_size**2)
     mixing = mixing.reshape(effective_size**2, -1)
     basis = (mixing @ proxy.reshape(effective_size**2, -1)).view(effective_size**2, len(scales), size, size)
@@ -159,12 +181,31 @@ def disco_basis(size: int, scales: Sequence[float], effective_size: int, mult: f
 
 
 class SteerableBasis(nn.Module):
-    """A fixed basis (funcs, S, size, size) turning (..., funcs) weights into (..., S, size, size) kernels."""
+    """A fixed basis (funcs, S, size, size) turning (..., funcs) weights into (..., S, size, size) kernels.
+
+    The basis is rebuilt from the config, so raysys checkpoints leave it out
+    (a non-persistent buffer). The original saved it (``<conv>.basis.basis``):
+    a state dict that holds it is loaded with that basis, so an original
+    Hermite or DISCO checkpoint computes what it computed in the original.
+    """
 
     def __init__(self, basis: torch.Tensor):
         super().__init__()
         self.num_funcs, self.num_scales, self.size = basis.shape[0], basis.shape[1], basis.shape[-1]
         self.register_buffer("basis", basis, persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        saved = state_dict.pop(prefix + "basis", None)
+        if saved is not None:
+            if saved.shape != self.basis.shape:
+                error_msgs.append(f"size mismatch for {prefix}basis: the checkpoint's basis is {tuple(saved.shape)}, "
+                                  f"this model's {tuple(self.basis.shape)}")
+            else:
+                with torch.no_grad():
+                    self.basis.copy_(saved)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         kernel = weight @ self.basis.reshape(self.num_funcs, -1)
@@ -172,11 +213,13 @@ class SteerableBasis(nn.Module):
 
 
 def build_basis(basis_type: str, size: int, scales: Sequence[float], effective_size: int, *,
-                mult: float, max_order: int, min_scale: float = 0.0) -> SteerableBasis:
+                mult: float, max_order: int, min_scale: float = 0.0,
+                proxy: Optional[torch.Tensor] = None) -> SteerableBasis:
+    """``proxy``: a DISCO proxy basis to use instead of the computed one (disco_b only)."""
     if basis_type == "hermite_b":
         return SteerableBasis(hermite_basis(size, scales, effective_size, mult, max_order))
     if basis_type == "disco_b":
-        return SteerableBasis(disco_basis(size, scales, effective_size, mult, max_order, min_scale))
+        return SteerableBasis(disco_basis(size, scales, effective_size, mult, max_order, min_scale, proxy))
     raise ValueError(f"basis_type {basis_type!r} is not one of {list(BASIS_TYPES)}")
 
 

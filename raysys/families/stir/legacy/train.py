@@ -3,6 +3,8 @@
 The original's flags, all required: ``--model``, ``--data`` (the README calls
 it ``--dataset``; both are accepted), ``--evaluation``, ``--kernel-size``,
 ``--interpolation``, ``--lr``, ``--seed``. Any other flag is refused by name.
+The translation trains in the original's order (``stir.shuffle=once``: its
+train rows shuffled once with seed 42, the same order every epoch).
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def translate_stir_train(argv: Sequence[str]) -> Translation:
     overrides = [
         f"model.name=stir_{args.model}", f"stir.evaluation={args.evaluation}",
         f"stir.kernel_size={args.kernel_size}", f"stir.interpolation={args.interpolation}",
-        f"train.lr={args.lr:g}", f"seed={args.seed}",
+        f"train.lr={args.lr:g}", f"seed={args.seed}", "stir.shuffle=once",
     ]
     notes.append(f"data from data/stir/{args.data} (python -m raysys stir generate {args.data} --out data/stir/{args.data});"
                  f" the original read ./{args.data}.npz")

@@ -1,47 +1,33 @@
-"""Evaluate a trained model named by an MLflow run id, a run name or a checkpoint path.
+"""Trained models from what a user names: an MLflow run id, a run name or a checkpoint path.
 
-``python -m raysys eval <run id | run name | checkpoint> key=value ...`` takes the
-model and its config from the run's checkpoint, so nothing about the
-architecture has to be repeated. Overrides may change how and on what the model
-is evaluated (``evaluate.*``, the test data, batch sizes, workers, and the keys
-families declare with :func:`allow_eval_override`, e.g. ``superposition.sup_low``);
-any other key must equal the trained value, as the original scripts required the
-model flags to match the weights. Results go into the trained run.
+``python -m raysys eval <run id | run name | checkpoint> key=value ...`` (and ``raysys stir
+analyze``) take the model and its config from the run's checkpoint, so nothing about the
+architecture has to be repeated. Overrides may change how and on what the model is evaluated
+(``evaluate.*``, the test data, batch sizes, workers, and the keys families declare with
+:func:`raysys.eval.overrides.allow_eval_override`, e.g. ``superposition.sup_low``); any other
+key must equal the trained value, as the original scripts required the model flags to match
+the weights. ``raysys export-weights`` writes a checkpoint's bare weights.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from omegaconf import OmegaConf
 
 from raysys.config.loader import from_container, parse_override
 from raysys.errors import CheckpointError, ConfigError
-from raysys.eval.evaluators import EVALUATORS
+from raysys.eval.overrides import eval_override_allowed, eval_override_keys
+from raysys.models import build_model
+from raysys.models.weights import load_state, read_weights, save_weights
 from raysys.track import runs
 from raysys.track.uri import resolve_tracking_uri
 from raysys.train import checkpoint as ckpt
+from raysys.train.inputs import input_spec
 
 CHECKPOINT_ARTIFACT = "checkpoint/state.pt"
-# Keys (or prefixes ending in ".") an evaluation may set freely.
-_EVAL_KEYS: List[str] = [
-    "evaluate.", "scaling.", "tracking.", "checkpoint.", "failure.", "seed", "deterministic",
-    "data.path", "data.test_split", "data.test_limit", "data.verify_checksums",
-    "train.eval_batch_size", "train.amp", "train.channels_last",
-]
-
-
-def allow_eval_override(key: str) -> None:
-    """Let ``raysys eval <trained run>`` change ``key`` (a dotted key, or a prefix ending in ".")."""
-    if key not in _EVAL_KEYS:
-        _EVAL_KEYS.append(key)
-
-
-def _free(key: str) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in _EVAL_KEYS)
 
 
 @dataclass
@@ -63,9 +49,9 @@ def apply_eval_overrides(cfg, overrides: Sequence[str]):
         if not OmegaConf.is_config(node) or leaf not in node:
             raise ConfigError(f"unknown config key {key!r} in override {item!r}")
         current = node[leaf]
-        if not _free(key) and current != value:
+        if not eval_override_allowed(key) and current != value:
             raise ConfigError(f"{key}={value!r} does not match the checkpoint, which was trained with {key}={current!r} "
-                              f"(an evaluation may only change: {', '.join(_EVAL_KEYS)})")
+                              f"(an evaluation may only change: {', '.join(eval_override_keys())})")
         OmegaConf.update(cfg, key, value, force_add=False)
     return from_container(OmegaConf.to_container(cfg))
 
@@ -78,7 +64,7 @@ def _override_value(overrides: Sequence[str], key: str) -> Optional[str]:
     return None
 
 
-def _find_run(uri: str, target: str):
+def find_run(uri: str, target: str):
     """The run with id ``target``, else the newest run named ``target`` (any experiment), else None."""
     client = runs.client(uri)
     try:
@@ -108,7 +94,7 @@ def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
         source = str(path)
     else:
         uri = resolve_tracking_uri(uri_override or "")
-        run = _find_run(uri, target)
+        run = find_run(uri, target)
         if run is None:
             raise ConfigError(f"{target!r} is neither a preset, a checkpoint path, nor an MLflow run id or run name at {uri}")
         with tempfile.TemporaryDirectory() as directory:
@@ -125,23 +111,18 @@ def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
     return TrainedModel(cfg, state["model"], run.info.run_id if run else "", int(state.get("epoch", 0)), source)
 
 
-def evaluate_trained(target: str, overrides: Sequence[str], names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Evaluate a trained model; metrics and a JSON (and per-mode CSV) artifact go into its run."""
-    from raysys.driver.evaluation import run_evaluation
-
-    trained = resolve(target, overrides)
-    cfg = trained.cfg
-    if not trained.run_id:
-        cfg.tracking.enabled = False  # no run to log into: print only
-    chosen = list(names or cfg.evaluate.metrics)
-    result = run_evaluation(cfg, chosen, state=trained.state, run_id=trained.run_id, step=trained.epoch)
-    result["source"] = trained.source
-    if trained.run_id:
-        uri = cfg.tracking.uri
-        stem = "eval/" + "-".join(chosen)
-        runs.log_text(uri, trained.run_id, json.dumps({"overrides": list(overrides), **result}, indent=2), f"{stem}.json")
-        tables = [EVALUATORS.get(name).table(result) for name in chosen]
-        csv_text = "".join(t for t in tables if t)
-        if csv_text:
-            runs.log_text(uri, trained.run_id, csv_text, f"{stem}.csv")
-    return result
+def export_weights(cfg, checkpoint: str, out: str) -> Dict[str, Any]:
+    """Save the model weights of ``checkpoint`` (a raysys checkpoint, its folder, or an original
+    ``.pth.tar``) to ``out`` as ``{'state_dict': ...}``, after checking they fit ``cfg``'s model."""
+    source = Path(checkpoint)
+    if source.is_dir():
+        source = source / ckpt.STATE_FILE
+    stored = read_weights(source)
+    if stored.arch and stored.arch != cfg.model.name:
+        raise CheckpointError(f"checkpoint {source} is of {stored.arch}, not of {cfg.model.name}")
+    state = stored.state
+    if "antialias" in cfg:
+        cfg.antialias.weights = ""  # the checkpoint replaces any initial weights
+    load_state(build_model(cfg, input_spec(cfg)), state, str(source))  # refuses a checkpoint of another model
+    written = save_weights(state, out, arch=cfg.model.name)  # the file names its model: loads are checked against it
+    return {"weights": str(written), "tensors": len(state)}

@@ -4,7 +4,9 @@ The original evaluates ``-es``/``-ed`` on 256x256 images (``Resize(256)`` +
 ``CenterCrop(256)``) and crops 224 windows from them. The JPEG stream's
 ``center`` policy is ``Resize(S / 0.875) + CenterCrop(S)`` (accuracy), so this
 module adds the ``short-side`` crop policy and the ``eval-full`` augmentation
-(no randomness) that selects it.
+(no randomness) that selects it. The evaluation driver picks ``eval-full`` when
+an evaluator needs images larger than the model's input (a margin to shift in).
+torchvision is imported on first use, as in :mod:`raysys.data.jpeg`.
 """
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ from raysys.data.augment import AUGMENTS, square_crop
 FULL_IMAGE_AUGMENT = "eval-full"
 
 
-@jpeg.CROPS.register("short-side")
-def short_side_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Resize the short side to ``size``, then CenterCrop(size)."""
-    import torchvision.transforms.v2.functional as TF
+def _same_side(size: int) -> int:
+    return size
 
-    return TF.center_crop(TF.resize(image, [size], antialias=True), [size, size])
+
+# Resize the short side to ``size``, then CenterCrop(size); reduced-size decoding (data.jpeg_draft) applies.
+jpeg.CROPS.add("short-side", jpeg.short_side_policy(_same_side))
 
 
 @AUGMENTS.register(FULL_IMAGE_AUGMENT)
