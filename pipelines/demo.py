@@ -75,6 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         from raysys.config import load_config
         from raysys.driver.training import run_training
+        from raysys.track import runs
 
         source = find_fashion_mnist(args.fashion_dir, Path("data/downloads"))
         ensure_shards(source, args.shards)
@@ -86,7 +87,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     stop_ray_output()  # Ray Data's bars and Ray's forwarded output end before the last lines
     db = summary["tracking_uri"]
-    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {db}   (then open http://127.0.0.1:5000)")
+    exp_id = runs.client(db).get_run(summary["run_id"]).info.experiment_id
+    # MLflow 3's UI opens in its GenAI view unless the link asks for model training
+    page = f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {db}   (then open {page})")
     print(json.dumps(summary))
     return 0
 

@@ -33,6 +33,9 @@ def old_names(tree):
         section, _, key = added.key.rpartition(".")
         if added.key != "cross_res.finetune_from" and old.get(section, {}).get(key, None) == added.legacy:
             del old[section][key]
+    for moved in renames.MOVED:  # shared fields that moved into a family since, at their default
+        section, _, key = moved.key.rpartition(".")
+        old.get(section, {}).setdefault(key, moved.value)
     return old
 
 
