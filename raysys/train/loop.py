@@ -280,7 +280,9 @@ class EpochRunner:
                 self.scaler.unscale_(self.optimizer)
                 max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-                if self.recipe.on_before_optimizer_step(grad_norm) and group_finite:
+                # A rank whose loss was non-finite skips the step; so do the others, whose all-reduced
+                # gradients (and so grad_norm) it made non-finite: every rank takes the same decision.
+                if self.recipe.on_before_optimizer_step(grad_norm) and group_finite and bool(torch.isfinite(grad_norm)):
                     self.scaler.step(self.optimizer)
                 else:
                     skipped += 1
