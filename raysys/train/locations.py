@@ -22,7 +22,6 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from raysys.errors import ConfigError
-from raysys.train.session import resolve_storage_path
 
 # Family keys naming local input files (e.g. initial weights), pinned like data.path.
 PINNED_FILE_KEYS = ["antialias.weights"]
@@ -37,8 +36,7 @@ def job_package_dir(cwd: Optional[Path] = None) -> Optional[Path]:
     return next((p for p in (here, *here.parents) if _JOB_PACKAGE.search(p.name)), None)
 
 
-def _advice(key: str, value: str, prefix: str) -> str:
-    lost = prefix or key == "checkpoint.storage_path"
+def _advice(key: str, value: str, prefix: str, lost: bool) -> str:
     return (f"{key}={prefix}{value} is relative, and this command runs as a Ray job in Ray's copy of the working "
             f"directory ({job_package_dir()}), where it {'would be written and lost' if lost else 'does not exist'}: "
             f"give an absolute path every node can reach ({key}={prefix}$PWD/{value}, expanded by the submitting "
@@ -50,9 +48,8 @@ def _base(key: str, value: str, *, output: bool, prefix: str = "") -> Path:
     submit_dir = os.environ.get(SUBMIT_DIR_ENV, "")
     if submit_dir:
         return Path(submit_dir).expanduser()
-    package = job_package_dir()
-    if package is not None and (output or not (Path.cwd() / value).expanduser().exists()):
-        raise ConfigError(_advice(key, value, prefix))
+    if job_package_dir() is not None and (output or not (Path.cwd() / value).expanduser().exists()):
+        raise ConfigError(_advice(key, value, prefix, lost=output))
     return Path.cwd()
 
 
@@ -66,8 +63,7 @@ def pin_locations(cfg: DictConfig) -> DictConfig:
     if "://" not in cfg.data.path:
         cfg.data.path = _absolute("data.path", str(cfg.data.path), output=False)
     storage = str(cfg.checkpoint.storage_path or "runs")
-    cfg.checkpoint.storage_path = storage if "://" in storage else resolve_storage_path(
-        _absolute("checkpoint.storage_path", storage, output=True))
+    cfg.checkpoint.storage_path = storage if "://" in storage else _absolute("checkpoint.storage_path", storage, output=True)
     uri = str(cfg.tracking.uri or f"{_SQLITE}mlflow.db")
     if uri.startswith(_SQLITE) and not Path(uri[len(_SQLITE):]).is_absolute():
         uri = _SQLITE + _absolute("tracking.uri", uri[len(_SQLITE):], output=True, prefix=_SQLITE)

@@ -95,6 +95,11 @@ def row_slug(label: str) -> str:
     return slug or "row"
 
 
+def _generated_with_overrides(prefix: str, run_name: str) -> bool:
+    """Whether ``run_name`` is '<prefix>-seed<N>-<hash>': a generated name whose overrides change the run."""
+    return re.fullmatch(rf"{re.escape(prefix)}-seed-?\d+-[0-9a-f]{{8}}", run_name) is not None
+
+
 def labelled_run_name(label: str, preset: str, run_name: str) -> str:
     """A trial's run name, saying its row: '<row label>-seed<N>-<hash>' for a row that changes its preset.
 
@@ -105,17 +110,13 @@ def labelled_run_name(label: str, preset: str, run_name: str) -> str:
     reports still find them by it.
     """
     leaf = preset.split("/")[-1]
-    if not re.fullmatch(rf"{re.escape(leaf)}-seed-?\d+-[0-9a-f]{{8}}", run_name):
-        return run_name
-    return row_slug(label) + run_name[len(leaf):]
+    return row_slug(label) + run_name[len(leaf):] if _generated_with_overrides(leaf, run_name) else run_name
 
 
 def unlabelled_run_name(label: str, preset: str, run_name: str) -> str:
     """The name a trial's run had before run names said the row (the inverse of :func:`labelled_run_name`)."""
     slug = row_slug(label)
-    if re.fullmatch(rf"{re.escape(slug)}-seed-?\d+-[0-9a-f]{{8}}", run_name):
-        return preset.split("/")[-1] + run_name[len(slug):]
-    return run_name
+    return preset.split("/")[-1] + run_name[len(slug):] if _generated_with_overrides(slug, run_name) else run_name
 
 
 def _seeds(value: Any) -> List[int]:

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -368,10 +369,10 @@ def row_headlines(outcomes: Sequence[TrialOutcome]) -> Dict[str, float]:
         if outcome.test_acc is not None:
             by_row.setdefault(row_slug(outcome.trial.label), []).append(float(outcome.test_acc))
     metrics = {}
-    for slug, values in by_row.items():
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        metrics.update({f"row/{slug}/test_acc_mean": mean, f"row/{slug}/test_acc_std": std, f"row/{slug}/test_acc_n": len(values)})
+    for slug, values in by_row.items():  # mean and std as the reports aggregate seeds (pipelines/report/engine.py)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        metrics.update({f"row/{slug}/test_acc_mean": statistics.fmean(values), f"row/{slug}/test_acc_std": std,
+                        f"row/{slug}/test_acc_n": len(values)})
     return metrics
 
 
