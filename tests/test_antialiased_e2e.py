@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from raysys.config import load_config
+from raysys.track import metric_names
+from raysys.track.runs import metric_history
 
 
 def write_imagefolder(root: Path) -> Path:
@@ -48,7 +50,7 @@ def test_tiny_imagenet_run_logs_accuracy_and_consistency(ray_cluster, workdir):
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
-    metrics = run.data.metrics
+    metrics = metric_names.flat_view(run.data.metrics)
     assert metrics["eval_count"] == 8  # every validation image once, across 2 workers
     assert 0 <= metrics["eval_top1"] <= metrics["eval_top5"] <= 100
     assert metrics["eval_top1"] == pytest.approx(100 * metrics["test_acc"], abs=25)
@@ -89,9 +91,9 @@ def test_resume_continues_an_original_checkpoint(ray_cluster, workdir):
     ])
     summary = run_training(cfg, progress=False)
     client = MlflowClient(tracking_uri=uri)
-    epochs = client.get_metric_history(summary["run_id"], "epoch")
+    epochs = metric_history(client, summary["run_id"], "epoch")
     assert [m.value for m in epochs] == [3]  # only the third epoch ran
-    metrics = client.get_run(summary["run_id"]).data.metrics
+    metrics = metric_names.flat_view(client.get_run(summary["run_id"]).data.metrics)
     # lr is logged after the epoch's steps: epoch 3 trained at 0.1 * 0.1**2 (step_size 1), then the schedule stepped on
     assert metrics["lr"] == pytest.approx(0.1 * 0.1 ** 3)
     assert metrics["best_test_acc"] == pytest.approx(0.99)

@@ -118,7 +118,7 @@ def test_line_display_writes_a_line_per_tenth_of_an_epoch_or_every_30_seconds(ca
     display.epoch_done({"epoch": 2, "train_loss": 0.4, "train_acc": 0.85, "test_loss": 0.45, "test_acc": 0.83,
                         "images_per_sec": 950.0, "epoch_time": 12.25})
     [summary] = capsys.readouterr().err.splitlines()
-    assert summary.endswith("epoch 2/2  train loss 0.4000 acc 85.0%  test loss 0.4500 acc 83.0%  950 img/s  12.2 s")
+    assert summary.endswith("epoch 2/2  train/loss 0.4000  train/acc 85.0%  test/loss 0.4500  test/acc 83.0%  950 img/s  12.2 s")
 
 
 def test_progress_mode_follows_the_terminal():
@@ -166,8 +166,7 @@ def test_forwarded_ray_output_goes_to_the_log_and_warnings_as_one_line_each(sink
                        "pid": 10, "actor_name": "RayTrainWorker"})
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"raysys: Ray's own output is in {path} (--verbose shows it here)"
-    assert err[1:] == ["raysys: Ray warning (DatasetManager): Warning: The Ray cluster currently does not have any "
-                       "available CPUs. [run/console.log]",
+    assert err[1:] == [f"raysys: note: {rayout.benign(warning)} [run/console.log]",  # known, harmless: once, no warning
                        "raysys: Ray error (RayTrainWorker): ValueError: bad [run/console.log]"]
     rayout.stop()
     rayout._forwarded({"lines": ["ERROR: after the last line"], "pid": 11})
@@ -191,3 +190,38 @@ def test_ray_loggers_go_to_the_log_file(sink, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.splitlines()
     assert err == ["raysys: Ray warning: a warning from Ray Data [console.log]"]
     assert "INFO ray.data.test_console: Starting execution of Dataset" in path.read_text()
+
+
+@pytest.mark.parametrize("message", [
+    "PreemptionWatcher poll failed",
+    "Warning: The Ray cluster currently does not have any available CPUs. The Dataset job will hang unless more CPUs",
+    "Cluster resources are not enough to run any task from MapBatches(collate). The job may hang forever",
+    "WARNING: 18 PYTHON worker processes have been started on node: x, which is 1.1x the maximum expected startup concurrency",
+])
+def test_known_benign_ray_messages_are_one_friendly_notice_each(sink, tmp_path, capsys, monkeypatch, message):
+    monkeypatch.chdir(tmp_path)
+    rayout.attach(str(tmp_path))
+    capsys.readouterr()
+    for _ in range(3):
+        rayout._forwarded({"lines": [message], "pid": 8, "actor_name": "DatasetManager"})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"raysys: note: {rayout.benign(message)} [console.log]"] and "warning" not in err[0].lower()
+    assert sink.notices == 0  # the five warning notices stay for real ones
+    assert message in (tmp_path / "console.log").read_text()
+
+
+def test_an_unknown_warning_is_not_benign():
+    assert rayout.benign("WARNING: something new went wrong") is None
+
+
+STIR_SUBCOMMANDS = ("generate", "fetch-glyphs", "shards", "export", "analyze")
+
+
+@pytest.mark.parametrize("sub", STIR_SUBCOMMANDS)
+def test_every_stir_subcommand_help_ends_with_two_or_three_examples(sub):
+    stir = build_parser()._subparsers._group_actions[0].choices["stir"]
+    parser = stir._subparsers._group_actions[0].choices[sub]
+    help_text = parser.format_help().rstrip().splitlines()
+    head = max(i for i, line in enumerate(help_text) if line == "examples:")
+    examples = help_text[head + 1:]
+    assert 2 <= len(examples) <= 3 and all(line.startswith(f"  raysys stir {sub}") for line in examples), help_text[-6:]

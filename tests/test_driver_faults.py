@@ -22,6 +22,7 @@ from raysys.config.loader import flatten
 from raysys.driver.record import ATTEMPTS_TAG
 from raysys.track.runs import FAILURE_TAG
 from raysys.train import checkpoint as ckpt
+from raysys.track.runs import metric_history
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -97,7 +98,7 @@ def test_sigterm_then_sigkill_mid_epoch_and_a_rerun_leave_one_complete_run(fashi
 
     client, run = the_run(tmp_path)
     assert run.info.status == "FINISHED"
-    steps = sorted(m.step for m in client.get_metric_history(run_id, "test_acc"))
+    steps = sorted(m.step for m in metric_history(client, run_id, "test_acc"))
     assert steps == list(range(1, EPOCHS + 1))  # no gap, no duplicate
     assert FAILURE_TAG not in run.data.tags
     expected = set(flatten(load_config(DEMO, overrides(tmp_path, fashion_shards))))

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from raysys.train import checkpoint as ckpt
+from raysys.track.runs import metric_history
 from tests.conftest import REPO
 from tests.test_cluster import P, LocalCluster, local_cluster  # noqa: F401  (the session cluster)
 
@@ -96,7 +97,7 @@ def assert_one_complete_run(cluster: LocalCluster, run_name: str) -> None:
     run = runs[0]
     assert run.info.status == "FINISHED"
     for key in ("test_acc", "train_loss", "epoch"):
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        steps = [m.step for m in metric_history(client, run.info.run_id, key)]
         assert sorted(steps) == list(range(1, EPOCHS + 1)), (key, steps)  # no gap, no duplicate
     state = ckpt.load_file(checkpoints(cluster, run_name)[-1])
     assert state["epoch"] == EPOCHS and len(state["history"]) == EPOCHS

@@ -13,6 +13,7 @@ import pytest
 from raysys.config import load_config
 from raysys.train import checkpoint as ckpt
 from raysys.driver.training import run_training
+from raysys.track.runs import metric_history
 from tests.conftest import REPO
 
 PRESET = "flexconv/cifar10-flexnet7"
@@ -44,7 +45,7 @@ def mlflow_history(uri: str, run_id: str, key: str):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+    return [(m.step, m.value) for m in sorted(metric_history(client, run_id, key), key=lambda m: m.step)]
 
 
 def test_crossres_flexnet_trains_at_14_and_works_out_of_the_box_at_28(fashion_shards, ray_cluster, workdir):

@@ -121,5 +121,5 @@ def test_raysys_train_on_jpeg_shards(tmp_path, ray_cluster):
     summary = run_training(cfg, progress=False)
     run = mlflow_client(tmp_path).get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["test_count"] == 9  # every validation image, counted once
+    assert run.data.metrics["test/count"] == 9  # every validation image, counted once
     assert 0.0 <= summary["test_accuracy"] <= 1.0

@@ -9,6 +9,8 @@ import pytest
 from raysys.config import load_config
 from raysys.train import checkpoint as ckpt
 from raysys.driver.training import run_training
+from raysys.track import metric_names
+from raysys.track.runs import metric_history
 from tests.conftest import cifar10_shards
 
 TINY = ["model.name=MIMONet-10", "mimo.width=1", "mimo.initial_width=1", "superposition.capacity=2"]
@@ -21,7 +23,7 @@ def cifar_shards(tmp_path_factory) -> Path:
 
 
 def history(client, run_id: str, key: str):
-    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+    return [m.value for m in sorted(metric_history(client, run_id, key), key=lambda m: m.step)]
 
 
 def test_dynamic_mimonet_trains_on_ray_and_evaluates_per_mode(cifar_shards, ray_cluster, workdir):
@@ -39,7 +41,7 @@ def test_dynamic_mimonet_trains_on_ray_and_evaluates_per_mode(cifar_shards, ray_
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
-    metrics = run.data.metrics
+    metrics = metric_names.flat_view(run.data.metrics)
     # Evaluated on the 64 held-out train rows, at the capacity and at sup_low.
     assert metrics["test_count"] == 64 and metrics["test_sup_low_count"] == 64
     for key in ("test_acc", "test_sup_low_acc", "train_binding_reg", "train_isometry_reg", "grad_norm",
@@ -55,7 +57,7 @@ def test_dynamic_mimonet_trains_on_ray_and_evaluates_per_mode(cifar_shards, ray_
     # every mode n | 2, logged into the trained run.
     assert main(["legacy", "--", "python", "src/validate_dynamic.py", "--sup_low", "1", "-b", "10", "-c", cfg.run_name,
                  "-w", "1", "--initial_width", "1", "MIMONet-10", "CIFAR10", "HRR", "2"]) == 0
-    metrics = client.get_run(summary["run_id"]).data.metrics
+    metrics = metric_names.flat_view(client.get_run(summary["run_id"]).data.metrics)
     for n in (1, 2):
         assert metrics[f"eval_dynamic_n{n}_count"] == 64  # the test split; 20 does not divide 64: padded, all counted
         assert 0 <= metrics[f"eval_dynamic_n{n}_top1"] <= 100 and metrics[f"eval_dynamic_n{n}_images_per_sec"] > 0

@@ -15,6 +15,8 @@ from raysys.families.stir.scenarios import SCENARIOS
 from raysys.errors import ConfigError
 from raysys.train.early_stopping import EarlyStopping
 from raysys.driver.training import run_training
+from raysys.track import metric_names
+from raysys.track.runs import metric_history
 
 ORIGINAL_PARAMS = {"model": "standard", "data": "emoji", "evaluation": "2", "kernel_size": "7",
                    "interpolation": "bicubic", "lr": "0.001", "seed": "1"}
@@ -83,13 +85,13 @@ def test_tiny_emoji_run_logs_the_original_metrics(emoji_shards, ray_cluster, wor
     seen = [path.read_text() for path in records.iterdir()]
     assert seen and all(text == "([], [])" for text in seen), seen
     assert {k: run.data.params[k] for k in ORIGINAL_PARAMS} == ORIGINAL_PARAMS
-    steps = lambda key: [m.step for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]  # noqa: E731
+    steps = lambda key: [m.step for m in sorted(metric_history(client, run.info.run_id, key), key=lambda m: m.step)]  # noqa: E731
     for key in ("train_loss", "train_acc", "train_time", "val_loss", "val_acc"):
         assert steps(key) == [1, 2], key
-    metrics = run.data.metrics
+    metrics = metric_names.flat_view(run.data.metrics)
     assert metrics["val_count"] == 144  # the val stream: scenario-2 scales, capped by data.test_limit
     assert "test_acc" in metrics and 0.0 <= metrics["test_acc"] <= 100.0
-    val_accs = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    val_accs = [m.value for m in metric_history(client, run.info.run_id, "val_acc")]
     assert metrics["best_acc"] == pytest.approx(max(val_accs))
     assert metrics["avg_time"] > 0 and metrics["test_loss"] > 0
     assert summary["test_accuracy"] == pytest.approx(metrics["test_acc"])

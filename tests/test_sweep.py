@@ -108,7 +108,7 @@ def test_sweep_runs_children_under_a_parent(swept):
     assert {c.data.params["train.lr"] for c in children} == {"0.1", "0.05"}
     assert {c.data.params["seed"] for c in children} == {"0", "1"}
     for child in children:  # the same metrics as a single `raysys train` run
-        assert {"train_loss", "test_acc", "test_count", "lr"} <= set(child.data.metrics)
+        assert {"train/loss", "test/acc", "test/count", "train/lr"} <= set(child.data.metrics)
     # each run is tagged with its row, and its name says the row
     lr = {c.data.tags["raysys.row"]: c.data.params["train.lr"] for c in children}
     assert lr == {"fashion-mnist-resnet20 lr=0.1": "0.1", "fashion-mnist-resnet20 lr=0.05": "0.05"}
@@ -150,7 +150,7 @@ def test_report_numbers_match_mlflow(swept, monkeypatch):
                                   f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
     by_lr = {}
     for child in children:
-        by_lr.setdefault(child.data.params["train.lr"], []).append(child.data.metrics["test_acc"] * 100)
+        by_lr.setdefault(child.data.params["train.lr"], []).append(child.data.metrics["test/acc"] * 100)
     with open(workdir / "reports" / "tiny" / "table.csv") as handle:
         table = {row["row"]: row for row in csv.DictReader(handle)}
     for lr, values in by_lr.items():

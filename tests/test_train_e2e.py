@@ -17,6 +17,7 @@ from raysys.config.schema import key_family
 from raysys.errors import DataError, TrainingError
 from raysys.train import checkpoint as ckpt
 from raysys.driver.training import run_training
+from raysys.track.runs import metric_history
 from tests.conftest import REPO
 
 DEMO = "cifar-resnet/fashion-mnist-resnet20"
@@ -37,7 +38,7 @@ def mlflow_client(workdir: Path):
 
 
 def history(client, run_id: str, key: str):
-    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+    return [(m.step, m.value) for m in sorted(metric_history(client, run_id, key), key=lambda m: m.step)]
 
 
 def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_cluster, workdir, capsys):
@@ -48,7 +49,7 @@ def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_clus
     inside = [line for line in progress if " batches  loss " in line]
     assert any("epoch 1/2" in line for line in inside) and any("epoch 2/2" in line for line in inside), progress
     assert all(" img/s" in line and " lr " in line and " acc " in line for line in inside)
-    summaries = [line for line in progress if "train loss" in line and "test loss" in line]
+    summaries = [line for line in progress if "train/loss" in line and "test/loss" in line]
     assert [line.split("raysys [")[1].split("] ")[1].split("  ")[0] for line in summaries] == ["epoch 1/2", "epoch 2/2"]
 
     client = mlflow_client(workdir)

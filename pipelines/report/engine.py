@@ -23,7 +23,7 @@ from pipelines.report import membership
 from raysys.config.loader import load_config
 from raysys.errors import ConfigError
 from raysys.registry import Registry
-from raysys.track import identity, runs
+from raysys.track import identity, metric_names, runs
 from raysys.train.locations import pin_locations
 from raysys.tune.space import Space, find_space, labelled_run_name, load_space
 
@@ -183,13 +183,15 @@ def collect(definition: ReportDefinition, *, space_path: Optional[Path] = None, 
                         candidates = candidates or membership.named_finished(mlflow_client, exp_id, name)
                 chosen = membership.pick(candidates, expected[row.label, seed_run.seed])
                 found = chosen.run
-                if found is not None and definition.metric in found.data.metrics:
+                main = None if found is None else metric_names.value(found.data.metrics, definition.metric)
+                if main is not None:  # the grouped name (test/acc) or, in an older run, the flat one (test_acc)
                     seed_run.run_id = found.info.run_id
                     seed_run.identity = chosen.identity
-                    seed_run.value = found.data.metrics[definition.metric] * definition.scale
+                    seed_run.value = main * definition.scale
                     for column in definition.columns:
-                        if column.metric in found.data.metrics:
-                            seed_run.extra[column.metric] = found.data.metrics[column.metric] * definition.scale
+                        extra = metric_names.value(found.data.metrics, column.metric)
+                        if extra is not None:
+                            seed_run.extra[column.metric] = extra * definition.scale
                 stale += [{"row": row.label, "seed": seed_run.seed, "run_id": run.info.run_id,
                            "run_name": seed_run.run_name, "replaced_by": seed_run.run_id} for run in chosen.stale]
     return Report(definition, space, rows, uri, sweep.run_id, sweep, stale)
@@ -212,7 +214,8 @@ def write_tables(report: Report, out: Path) -> List[Path]:
                 row.label, _fmt(row.mean, 4), _fmt(row.std, 4), len(row.values), len(row.runs),
                 " ".join(map(str, row.missing_seeds)), _fmt(row.published, 4), _fmt(row.difference, 4),
             ])
-    lines = [f"# {d.title}", "", f"Metric: `{d.metric}` ×{d.scale:g}, mean ± std over seeds {report.space.seeds}.", ""]
+    unit = " ×{:g}".format(d.scale) if d.scale != 1 else ""
+    lines = [f"# {d.title}", "", f"Metric: `{metric_names.grouped(d.metric)}`{unit}, mean ± std over seeds {report.space.seeds}.", ""]
     lines += provenance_lines(report)
     if d.published_source:
         lines += [f"Published: {d.published_source}.", ""]

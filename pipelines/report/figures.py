@@ -1,16 +1,20 @@
-"""Report figures with matplotlib: the metric against epoch per row, and the headline."""
+"""Report figures with matplotlib: the metric against epoch per row, and the headline (ours beside published).
+
+Every figure: labelled axes with units, whole-number epoch ticks, y limits that hold the error bars, rows
+without runs drawn as such (a hatched "no runs" bar, an x in the legend)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from raysys.track import runs  # noqa: E402
+from raysys.track import metric_names, runs  # noqa: E402
 
 
 def save_figure(fig, out: Path, stem: str) -> List[Path]:
@@ -36,8 +40,32 @@ def finish_axes(ax, *, title: str, xlabel: str, ylabel: str, empty_note: str = "
         ax.text(0.5, 0.5, empty_note, ha="center", va="center", transform=ax.transAxes, fontsize=8)
 
 
+PERCENT_WORDS = ("acc", "top1", "top5", "consistency")
+LABELS = {  # a recorded metric name -> the axis label (without unit)
+    "test/acc": "test accuracy", "test/final_acc": "fine-tuned test accuracy", "val/acc": "validation accuracy",
+    "eval/top1": "top-1 accuracy", "eval/consistency": "shift consistency",
+}
+MISSING = dict(fill=False, hatch="///", edgecolor="tab:gray", linewidth=0.8)  # a row without runs
+
+
+def metric_label(metric: str, scale: float) -> str:
+    """``test accuracy (%)`` for ``test_acc`` ×100; the recorded name and its unit otherwise."""
+    name = metric_names.grouped(metric)
+    percent = scale == 100 or any(word in name for word in PERCENT_WORDS)
+    return LABELS.get(name, name) + (" (%)" if percent else "")
+
+
+def integer_epochs(ax) -> None:
+    """Epochs are whole numbers: ticks only there."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _std(values: List[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # as the tables (statistics.stdev)
+
+
 def curves(report, out: Path) -> List[Path]:
-    """Mean over seeds of the curve metric per epoch, with a ±std band, one line per row."""
+    """Mean over seeds of the curve metric per epoch, with a ±std band, one line per row; published as dashes."""
     metric = report.definition.curve_metric
     scale = report.definition.scale
     client = runs.client(report.tracking_uri)
@@ -47,37 +75,65 @@ def curves(report, out: Path) -> List[Path]:
         for seed_run in row.runs:
             if not seed_run.run_id:
                 continue
-            for m in client.get_metric_history(seed_run.run_id, metric):
+            for m in runs.metric_history(client, seed_run.run_id, metric):
                 series.setdefault(m.step, []).append(m.value * scale)
         if not series:
+            ax.plot([], [], "x", color="tab:gray", label=f"{row.label}: no runs")
             continue
         steps = sorted(series)
         mean = np.array([np.mean(series[s]) for s in steps])
-        std = np.array([np.std(series[s]) for s in steps])
-        ax.plot(steps, mean, marker="o", label=f"{row.label} (n={len(row.values)})")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    finish_axes(ax, title=report.definition.title, xlabel="epoch", ylabel=f"{metric} ×{scale:g}")
+        std = np.array([_std(series[s]) for s in steps])
+        (line,) = ax.plot(steps, mean, marker="o", label=f"{row.label} (n={len(row.values)})")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=line.get_color())
+        if row.published is not None and metric == report.definition.metric:
+            ax.axhline(row.published, color=line.get_color(), linestyle="--", linewidth=1, label=f"{row.label} published")
+    integer_epochs(ax)
+    finish_axes(ax, title=report.definition.title, xlabel="epoch", ylabel=metric_label(metric, scale),
+                empty_note="no runs yet")
     return save_figure(fig, out, "curves")
 
 
+def value_limits(values: List[float], percent: bool) -> Tuple[float, float]:
+    """y limits holding every value (means ± std, published) with a margin; 0-100 when there is none."""
+    if not values:
+        return (0.0, 100.0) if percent else (0.0, 1.0)
+    low, high = min(values), max(values)
+    pad = max((high - low) * 0.15, 1.0 if percent else 0.01)
+    low, high = low - pad, high + pad
+    return (max(low, 0.0) if min(values) >= 0 else low), (min(high, 100.0) if percent and max(values) <= 100 else high)
+
+
 def headline(report, out: Path) -> List[Path]:
-    """Ours (mean ± std) per row as bars, the published number as a marker."""
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(report.rows)), 4))
+    """Ours (mean ± std over seeds) per row as bars, the published number as a bar beside it; a row
+    without runs as a hatched empty bar ("no runs")."""
+    d = report.definition
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(report.rows)), 4))
     x = np.arange(len(report.rows))
-    means = [row.mean if row.mean is not None else np.nan for row in report.rows]
-    stds = [row.std or 0.0 for row in report.rows]
-    ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8, label="ours")
+    width = 0.38
+    ours = [(i, row.mean, row.std or 0.0) for i, row in enumerate(report.rows) if row.mean is not None]
     published = [(i, row.published) for i, row in enumerate(report.rows) if row.published is not None]
+    missing = [i for i, row in enumerate(report.rows) if row.mean is None]
+    label = metric_label(d.metric, d.scale)
+    low, high = value_limits([m - s for _, m, s in ours] + [m + s for _, m, s in ours] + [v for _, v in published],
+                             label.endswith("(%)"))
+    shift = width / 2 if published else 0.0
+    if ours:
+        ax.bar([i - shift for i, _, _ in ours], [m - low for _, m, _ in ours], width, bottom=low,
+               yerr=[s for _, _, s in ours], capsize=4, color="tab:blue", label="ours (mean ± std over seeds)")
     if published:
-        ax.scatter([i for i, _ in published], [v for _, v in published], color="tab:red", marker="D", zorder=3, label="published")
+        ax.bar([i + shift for i, _ in published], [v - low for _, v in published], width, bottom=low,
+               color="tab:gray", alpha=0.7, label="published")
+    if missing:
+        ax.bar([i - shift for i in missing], [high - low] * len(missing), width, bottom=low, label="no runs", **MISSING)
+        for i in missing:
+            ax.text(i - shift, (low + high) / 2, "no runs", rotation=90, ha="center", va="center", fontsize=8, color="tab:gray",
+                    bbox=dict(facecolor="white", edgecolor="none"))
+    ax.set_ylim(low, high)
     ax.set_xticks(x, [row.label for row in report.rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"{report.definition.metric} ×{report.definition.scale:g}")
-    finite = [v for v in means if not np.isnan(v)] + [v for _, v in published]
-    if finite:
-        low, high = min(finite), max(finite)
-        ax.set_ylim(max(0.0, low - (high - low) * 0.5 - 2), high + (high - low) * 0.2 + 2)
-    ax.set_title(report.definition.title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel(label)
+    ax.set_title(d.title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     return save_figure(fig, out, "headline")
 
 

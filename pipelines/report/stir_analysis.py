@@ -232,9 +232,9 @@ def indices_figure(records: Sequence[Mapping], tracking_uri: str, out: Path, *,
         fig.colorbar(points, ax=ax, label="kernel size")
         ax.set_yticks([])
         title = f"{_panel_title(data, evaluation)} · {model} (test {_number(record, 'metrics.test_acc'):.1f}%)"
-        finish_axes(ax, title=title, xlabel="object scale", ylabel="output channel (sorted by r)")
+        finish_axes(ax, title=title, xlabel="object scale (px)", ylabel="output channel (sorted by r)")
     if not chosen:
-        finish_axes(axes[0][0], title="STIR scale indices (Fig. 7)", xlabel="object scale",
+        finish_axes(axes[0][0], title="STIR scale indices (Fig. 7)", xlabel="object scale (px)",
                     ylabel="output channel", empty_note=f"no slice/energy-pool runs with {INDICES_ARTIFACT} yet")
     csv_path = _write_csv(out / "stir_indices.csv", INDEX_COLUMNS, rows)
     return [*save_figure(fig, out, "stir_indices"), csv_path]

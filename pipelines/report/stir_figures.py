@@ -92,7 +92,7 @@ def hyperparam_figure(records: Sequence[Record], selection: Selection, out: Path
                 ax.scatter(x + rng.normal(scale=width / 8, size=len(values)), values, s=3, color=COLORS[model], alpha=0.4)
         ax.set_xticks(range(len(PAPER_MODELS)), PAPER_MODELS, rotation=45, ha="right", fontsize=7)
         ax.set_xlim(-0.6, len(PAPER_MODELS) - 0.4)
-        finish_axes(ax, title=f"Scenario {ev} ({SCENARIOS[ev].name})", xlabel="", ylabel="test accuracy [%]" if ev == 1 else "",
+        finish_axes(ax, title=f"Scenario {ev} ({SCENARIOS[ev].name})", xlabel="model", ylabel="test accuracy [%]" if ev == 1 else "",
                     empty_note="no runs yet")
         if ax.get_legend():
             ax.get_legend().remove()

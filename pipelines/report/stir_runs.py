@@ -4,7 +4,8 @@ A record is one FINISHED STIR run (a run with params ``model``, ``data`` and
 ``evaluation``) in the layout of ``mlflow experiments csv`` / ``mlflow.search_runs``:
 ``run_id``, ``experiment_id``, ``status``, ``artifact_uri``, ``start_time``,
 ``end_time``, ``metrics.<name>`` (the latest value), ``params.<name>``,
-``tags.<name>``. The original exported its runs this way and cleaned them with
+``tags.<name>``; the original's metrics (``metrics.val_acc``, ...) read from either
+spelling (``val/acc`` as raysys records it now, ``val_acc`` before). The original exported its runs this way and cleaned them with
 ``scripts/clean.py``: per dataset, model and scenario it keeps the learning rate
 whose median ``best_acc`` (validation accuracy) over seeds 1-5 is higher, and
 that lr's runs. :func:`select_lr` does the same; :func:`write_clean_csv` writes
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from raysys.errors import TrackingError, one_of
+from raysys.track import metric_names
 
 Record = Dict[str, Any]
 
@@ -36,6 +38,7 @@ CLEAN_COLUMNS = [
     "params.seed",
     "tags.mlflow.source.name", "tags.mlflow.user", "tags.mlflow.source.git.commit", "tags.mlflow.source.type",
 ]
+ORIGINAL_METRICS = [c.removeprefix("metrics.") for c in CLEAN_COLUMNS if c.startswith("metrics.")]
 DATASETS = ("emoji", "mnist", "trafficsign", "aerial")
 MODELS = ("standard", "pixel_pool", "energy_pool", "slice_pool", "conv3d", "ensemble", "spatial_transform", "xu",
           "kanazawa", "hermite", "disco")
@@ -63,6 +66,10 @@ def record_of(run) -> Record:
         "artifact_uri": info.artifact_uri, "start_time": _time(info.start_time), "end_time": _time(info.end_time),
     }
     record.update({f"metrics.{k}": v for k, v in sorted(data.metrics.items())})
+    for name in ORIGINAL_METRICS:  # the original's names, from the grouped (val/acc) or flat (val_acc) spelling
+        found = metric_names.value(data.metrics, name)
+        if found is not None:
+            record[f"metrics.{name}"] = found
     record.update({f"params.{k}": v for k, v in sorted(data.params.items())})
     record.update({f"tags.{k}": v for k, v in sorted(data.tags.items())})
     return record

@@ -5,6 +5,8 @@ import itertools
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from raysys.track import runs
+
 PRESET = "cifar-resnet/cifar10-resnet20"
 
 
@@ -42,12 +44,10 @@ class RaysysTraining:
         return self.images * cfg.train.epochs
 
     def epoch_metric(self, key: str) -> Dict[str, List[float]]:
-        """run id -> the metric ``key`` of each epoch, from MLflow."""
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=f"sqlite:///{self.workdir / 'mlflow.db'}")
+        """run id -> the metric ``key`` (either spelling, :mod:`raysys.track.metric_names`) of each epoch, from MLflow."""
+        client = runs.client(f"sqlite:///{self.workdir / 'mlflow.db'}")
         return {
-            run_id: [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+            run_id: [m.value for m in sorted(runs.metric_history(client, run_id, key), key=lambda m: m.step)]
             for run_id in self.run_ids
         }
 

@@ -1,4 +1,4 @@
-"""``eval``: distributed evaluation of a model; ``export-weights``: a checkpoint's bare weights.
+"""``eval``: distributed evaluation of a model; ``export-weights``: a checkpoint's weights, in raysys's or the original's format.
 
 The evaluators come from the registry in :mod:`raysys.eval.evaluators`
 (``accuracy``, ``shift-consistency``, ``diagonal-consistency``, and whatever
@@ -42,7 +42,8 @@ def _preset_arguments(parser: argparse.ArgumentParser) -> None:
 def eval_command(parser: argparse.ArgumentParser):
     _preset_arguments(parser)
     parser.add_argument("--metrics", default="", help="comma-separated evaluators (default: evaluate.metrics), e.g. accuracy,shift-consistency")
-    parser.add_argument("--weights", default="", help="local weights file loaded over the model (state_dict, {'state_dict'} or a raysys checkpoint)")
+    parser.add_argument("--weights", default="", help="local weights file loaded over the model: a raysys checkpoint or export, "
+                        "or the original's file (docs/weights.md), checked as training checks it")
     parser.add_argument("--run-id", default="", help="log into this existing MLflow run (e.g. the training run) instead of a new one")
     parser.add_argument("--list", action="store_true", help="list the registered evaluators and exit")
 
@@ -70,19 +71,26 @@ def eval_command(parser: argparse.ArgumentParser):
     return run
 
 
-@command("export-weights", help="Save a checkpoint's model weights without optimizer state or DDP prefixes.", examples=(
+@command("export-weights", help="Save a checkpoint's model weights, in raysys's format or the original code's (docs/weights.md).", examples=(
     'raysys export-weights cifar-resnet/fashion-mnist-resnet20 --checkpoint runs/<run>/checkpoint_000001 --out resnet20.pth',
     'raysys export-weights antialiased/eval-resnet50_lpf4 --checkpoint model_best.pth.tar --out resnet50_lpf4.pth',
+    'raysys export-weights stir/emoji model.name=stir_hermite --run <run id | run name> --format original --out model.pt',
 ))
 def export_weights_command(parser: argparse.ArgumentParser):
     _preset_arguments(parser)
-    parser.add_argument("--checkpoint", required=True, help="a raysys checkpoint (state.pt or its folder) or an original .pth.tar")
-    parser.add_argument("--out", required=True, help="where to write {'state_dict': ...}")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a raysys checkpoint (state.pt or its folder) or a weights file of the original's")
+    source.add_argument("--run", help="an MLflow run id, or a run name in the preset's experiment (tracking.uri=...): "
+                        "its newest checkpoint, or its best where the preset keeps the best")
+    parser.add_argument("--out", required=True, help="the file to write")
+    parser.add_argument("--format", default="raysys", help="raysys ({'state_dict', 'arch'}, default) or original "
+                        "(the layout the family's original code loads with strict=True)")
 
     def run(args: argparse.Namespace) -> int:
         from raysys.driver.checkpoints import export_weights
 
-        print(json.dumps(export_weights(_load(args), args.checkpoint, args.out)))
+        result = export_weights(_load(args), args.checkpoint or "", args.out, run=args.run or "", fmt=args.format)
+        print(json.dumps(result))
         return 0
 
     return run

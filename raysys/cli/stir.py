@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from raysys.cli.registry import command, deprecated_flag
+from raysys.cli.registry import command, deprecated_flag, examples_epilog
 
 
 def _print_summary(manifest: dict, out: str) -> None:
@@ -30,7 +30,8 @@ def stir_command(parser: argparse.ArgumentParser):
     sub = parser.add_subparsers(dest="stir_command", metavar="<generate|fetch-glyphs|shards|export|analyze>")
     sub.required = True
 
-    gen = sub.add_parser("generate", help="generate STIR emoji, mnist, trafficsign or aerial")
+    gen = sub.add_parser("generate", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=examples_epilog(('raysys stir generate emoji --out data/stir/emoji', 'raysys stir generate mnist --source data/mnist-idx --out data/stir/mnist', 'raysys stir generate emoji --instances 4 --out /tmp/stir-emoji-small',)), help="generate STIR emoji, mnist, trafficsign or aerial")
     gen.add_argument("name", help="emoji, mnist, trafficsign or aerial")
     gen.add_argument("--source", default=None,
                      help="original files: IDX folder (mnist), MTSD folder (trafficsign), DOTA folder (aerial); "
@@ -44,18 +45,21 @@ def stir_command(parser: argparse.ArgumentParser):
     _add_output_arguments(gen)
     gen.set_defaults(stir_run=_run_generate)
 
-    glyphs = sub.add_parser("fetch-glyphs", help="fetch and cache Font Awesome Free 5.15.3 (npm) for STIR emoji")
+    glyphs = sub.add_parser("fetch-glyphs", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=examples_epilog(('raysys stir fetch-glyphs', 'raysys stir fetch-glyphs --no-npm --registry https://registry.npmjs.org',)), help="fetch and cache Font Awesome Free 5.15.3 (npm) for STIR emoji")
     glyphs.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry URL")
     glyphs.add_argument("--no-npm", action="store_true", help="download with Python even when npm is on PATH")
     glyphs.set_defaults(stir_run=_run_fetch_glyphs)
 
-    shards = sub.add_parser("shards", help="write shards for an existing original-layout STIR npz file")
+    shards = sub.add_parser("shards", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=examples_epilog(('raysys stir shards --source original/emoji.npz --out data/stir/emoji', 'raysys stir shards --source original/ --name mnist --out data/stir/mnist',)), help="write shards for an existing original-layout STIR npz file")
     shards.add_argument("--source", required=True, help="the .npz file (or a folder holding <name>.npz)")
     shards.add_argument("--name", default=None, help="emoji, mnist, trafficsign or aerial (default: the file name)")
     _add_output_arguments(shards)
     shards.set_defaults(stir_run=_run_shards)
 
-    export = sub.add_parser("export", help="write FINISHED STIR runs as the original's clean.csv (lr-selected)")
+    export = sub.add_parser("export", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=examples_epilog(('raysys stir export --out clean.csv tracking.uri=sqlite:///mlflow.db', 'raysys stir export --data emoji --out clean.csv --space-out stir-emoji-kept.yaml', 'raysys stir export --all --out all-runs.csv',)), help="write FINISHED STIR runs as the original's clean.csv (lr-selected)")
     export.add_argument("--out", required=True, help="the CSV file to write, e.g. clean.csv")
     export.add_argument("--experiment", default="stir", help="MLflow experiment (default: stir, the presets' paper)")
     export.add_argument("overrides", nargs="*", help="tracking.uri=URI: the MLflow store (default: sqlite ./mlflow.db)")
@@ -69,7 +73,8 @@ def stir_command(parser: argparse.ArgumentParser):
                              "(seeds 1-50 or 1-25; finished runs are skipped by the sweep)")
     export.set_defaults(stir_run=_run_export)
 
-    analyze = sub.add_parser("analyze", help="log errors.npz / indices.npz (equivariance, scale indices) "
+    analyze = sub.add_parser("analyze", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=examples_epilog(('raysys stir analyze <run id> data.path=data/stir/emoji', 'raysys stir analyze emoji-seed1-standard tracking.uri=sqlite:///mlflow.db',)), help="log errors.npz / indices.npz (equivariance, scale indices) "
                                              "into a finished STIR run")
     analyze.add_argument("run", help="MLflow run id, run name or checkpoint path of a STIR training run")
     analyze.add_argument("overrides", nargs="*", help="key=value, e.g. tracking.uri=... data.path=...")

@@ -154,6 +154,7 @@ class TrainConfig:
     # Early stopping: stop after this many epochs without a better
     # early_stopping_metric (higher is better; 0 = off), then reload the best
     # epoch's weights before the recipe's final evaluation (STIR: patience 10 on val_acc).
+    # The metric is named as the loop computes it (test_acc) or as MLflow records it (test/acc).
     early_stopping_patience: int = 0
     early_stopping_metric: str = "test_acc"
 

@@ -8,7 +8,8 @@ epoch's metrics (:mod:`raysys.train.feed`); the display shows them:
 - ``lines``: without a terminal (CI, ``ray job submit``, a pipe), one plain line at
   every tenth of an epoch or every 30 s, whichever comes first;
 
-and both one summary line per finished epoch.
+and both one summary line per finished epoch, naming each metric as MLflow records
+it (``train/loss``, ``test/acc``).
 """
 from __future__ import annotations
 
@@ -68,17 +69,25 @@ def run_eta(p: Dict[str, Any], total_epochs: int) -> Optional[float]:
     return remaining * per_batch
 
 
+# What an epoch's summary line shows: (flat name, MLflow's grouped name, format). It names each metric
+# as MLflow records it (raysys.track.metric_names, a leaf this one may not import) and reads either spelling.
+SUMMARY = (
+    ("train_loss", "train/loss", "train/loss {:.4f}"),
+    ("train_acc", "train/acc", "train/acc {:.1%}"),
+    ("test_loss", "test/loss", "test/loss {:.4f}"),
+    ("test_acc", "test/acc", "test/acc {:.1%}"),
+    ("images_per_sec", "time/images_per_sec", "{:.0f} img/s"),
+    ("epoch_time", "time/epoch", "{:.1f} s"),
+)
+
+
 def epoch_summary(m: Dict[str, Any], total_epochs: int) -> str:
-    """``epoch 1/2  train loss 0.91 acc 67.1%  test loss 0.71 acc 74.1%  12.3 s`` for a finished epoch."""
+    """``epoch 1/2  train/loss 0.9100  train/acc 67.1%  test/loss 0.7100  test/acc 74.1%  812 img/s  12.3 s``."""
     parts = [f"epoch {int(m['epoch'])}/{total_epochs}"]
-    if "train_loss" in m:
-        parts.append(f"train loss {m['train_loss']:.4f} acc {100 * m.get('train_acc', 0):.1f}%")
-    if "test_loss" in m:
-        parts.append(f"test loss {m['test_loss']:.4f} acc {100 * m.get('test_acc', 0):.1f}%")
-    if "images_per_sec" in m:
-        parts.append(f"{m['images_per_sec']:.0f} img/s")
-    if "epoch_time" in m:
-        parts.append(f"{m['epoch_time']:.1f} s")
+    for flat, recorded, shown in SUMMARY:
+        found = m.get(recorded, m.get(flat))
+        if found is not None:
+            parts.append(shown.format(float(found)))
     return "  ".join(parts)
 
 

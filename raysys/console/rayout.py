@@ -10,7 +10,9 @@ By default (no ``--verbose``) a command
   driver's ``ray*`` loggers and Python warnings raised inside Ray, and writes them to
   one log file: ``console.log`` beside the run's checkpoints (:func:`attach`), else
   ``runs/logs/<command>-<time>-<pid>.log``; its path is printed once;
-- passes each distinct warning or error on as one ``raysys: Ray warning: ...`` line
+- shows a known harmless message (:data:`BENIGN`: the preemption watcher, Ray Data
+  waiting for CPUs) as one short ``raysys: note: ...`` line naming that file, once;
+- passes each other distinct warning or error on as one ``raysys: Ray warning: ...`` line
   naming that file, at most :data:`MAX_NOTICES` of them, and none after
   :func:`stop` (the command's final line is out).
 """
@@ -42,6 +44,15 @@ HANDLER_NAME = "raysys_console"
 _SEVERE = re.compile(r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|Warning\b|Error\b|Traceback \(most recent|\] \S+\.cc:\d+:| [EWF] \d+ \d+\]")
 # Ray's notes about the switches raysys sets itself: not worth a line.
 _EXPECTED = ("Progress bars disabled", "A new progress UI is available")
+# Ray's warnings that are expected and harmless in raysys's runs: (what the message contains, the friendly
+# notice shown instead, once, naming the log file). Anything else is passed on as a warning.
+BENIGN = (
+    ("PreemptionWatcher", "Ray Train's preemption watcher could not poll the cluster; training is unaffected"),
+    ("does not have any available CPUs", "Ray Data waits for CPUs the training workers hold; it proceeds as they free up"),
+    ("Cluster resources are not enough to run any task", "Ray Data waits for free CPUs (workers hold them); "
+                                                          "it proceeds as they free up"),
+    ("maximum expected startup concurrency", "Ray started many worker processes at once (normal at a sweep's start)"),
+)
 _NUMBERS = re.compile(r"\d+|0x[0-9a-fA-F]+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -82,6 +93,10 @@ class _Sink:
         key = _NUMBERS.sub("#", text)[:200]
         if any(expected in text for expected in _EXPECTED):
             return
+        friendly = benign(text)
+        if friendly is not None:
+            self.benign(friendly)
+            return
         with self.lock:
             if self.stopped or not text or key in self.seen or self.notices >= MAX_NOTICES:
                 return
@@ -92,6 +107,18 @@ class _Sink:
             message = f"Ray {source}: {text}"
             if self.notices == MAX_NOTICES:
                 message += " (further warnings only in the log)"
+            if self.path is None:
+                self.pending.append(message)
+                return
+        note(f"{message} [{_shown(self.path)}]")
+
+    def benign(self, friendly: str) -> None:
+        """A known harmless message: one short notice line (once each), not counted as a warning."""
+        with self.lock:
+            if self.stopped or friendly in self.seen:
+                return
+            self.seen.add(friendly)
+            message = f"note: {friendly}"
             if self.path is None:
                 self.pending.append(message)
                 return
@@ -119,6 +146,11 @@ class _Sink:
         note(f"Ray's own output is in {path} (--verbose shows it here)")
         for message in pending:
             note(f"{message} [{_shown(path)}]")
+
+
+def benign(text: str) -> Optional[str]:
+    """The friendly notice of a known harmless Ray message (:data:`BENIGN`), else None."""
+    return next((friendly for marker, friendly in BENIGN if marker in text), None)
 
 
 _SINK = _Sink()
@@ -238,7 +270,7 @@ def _forwarded(data: dict) -> None:
         _SINK.notice(f"error ({who or 'worker'})", _exception_line(lines))
         return
     for line in lines:
-        if _SEVERE.search(line):
+        if _SEVERE.search(line) or benign(line):
             _SINK.notice(f"warning ({who or 'worker'})", line)
 
 

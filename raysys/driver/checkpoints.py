@@ -6,24 +6,42 @@ architecture has to be repeated. Overrides may change how and on what the model 
 (``evaluate.*``, the test data, batch sizes, workers, and the keys families declare with
 :func:`raysys.eval.overrides.allow_eval_override`, e.g. ``superposition.sup_low``); any other
 key must equal the trained value, as the original scripts required the model flags to match
-the weights. ``raysys export-weights`` writes a checkpoint's bare weights.
+the weights.
+
+``raysys export-weights <preset> (--checkpoint PATH | --run RUN) --out FILE [--format raysys|original]``
+writes a checkpoint's weights: raysys's ``{'state_dict', 'arch'}``, or the layout the family's
+original code loads strictly (:data:`raysys.models.weights.ORIGINAL_FORMATS`, docs/weights.md).
+``--run`` is an MLflow run id, or a run name in the preset's experiment; its checkpoint is the
+newest in the folder its ``raysys.checkpoint_dir`` tag names (the best by
+``checkpoint.score_attribute`` where the preset keeps the best), else its
+``checkpoint/state.pt`` artifact. A weights file is read for a model by its family's reader
+(:data:`raysys.models.weights.WEIGHTS_READERS`: the original's layout, the family's checks), as
+``raysys eval --weights`` reads it.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
 
 from omegaconf import OmegaConf
 
+from raysys import families
 from raysys.config.loader import from_container, parse_override
-from raysys.errors import CheckpointError, ConfigError
+from raysys.driver.record import CHECKPOINT_DIR_TAG
+from raysys.driver.repair import latest_checkpoint_file
+from raysys.errors import CheckpointError, ConfigError, one_of
 from raysys.eval.overrides import eval_override_allowed, eval_override_keys
-from raysys.models import build_model
-from raysys.models.weights import load_state, read_weights, save_weights
+from raysys.models.registry import MODELS, create_model, model_kwargs
+from raysys.models.weights import ORIGINAL_FORMATS, WEIGHTS_READERS, load_state, read_weights, save_weights
 from raysys.track import runs
-from raysys.track.uri import resolve_tracking_uri
+from raysys.track.uri import redact, resolve_tracking_uri
 from raysys.train import checkpoint as ckpt
 from raysys.train.inputs import input_spec
 
@@ -64,19 +82,32 @@ def _override_value(overrides: Sequence[str], key: str) -> Optional[str]:
     return None
 
 
-def find_run(uri: str, target: str):
-    """The run with id ``target``, else the newest run named ``target`` (any experiment), else None."""
+def find_run(uri: str, target: str, experiment: Optional[str] = None):
+    """The run with id ``target``, else the newest run named ``target`` (in ``experiment``, default any), else None."""
     client = runs.client(uri)
     try:
         return client.get_run(target)
     except Exception:
         pass
-    experiments = [e.experiment_id for e in client.search_experiments()]
+    if experiment is None:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+    else:
+        found = client.get_experiment_by_name(experiment)
+        experiments = [found.experiment_id] if found else []
     if not experiments:
         return None
     found = client.search_runs(experiments, filter_string=f"tags.`{runs.RUN_NAME_TAG}` = '{target}'",
                                order_by=["attributes.start_time DESC"], max_results=1)
     return found[0] if found else None
+
+
+def _download_checkpoint(uri: str, run_id: str, directory: str) -> Path:
+    """The run's ``checkpoint/state.pt`` artifact (``tracking.log_checkpoint=true``), downloaded into ``directory``."""
+    try:
+        return Path(runs.client(uri).download_artifacts(run_id, CHECKPOINT_ARTIFACT, directory))
+    except Exception:
+        raise CheckpointError(f"run {run_id} has no {CHECKPOINT_ARTIFACT} artifact "
+                              "(train with tracking.log_checkpoint=true, or pass the checkpoint path)") from None
 
 
 def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
@@ -98,12 +129,7 @@ def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
         if run is None:
             raise ConfigError(f"{target!r} is neither a preset, a checkpoint path, nor an MLflow run id or run name at {uri}")
         with tempfile.TemporaryDirectory() as directory:
-            try:
-                local = runs.client(uri).download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, directory)
-            except Exception:
-                raise CheckpointError(f"run {run.info.run_id} has no {CHECKPOINT_ARTIFACT} artifact "
-                                      "(train with tracking.log_checkpoint=true, or pass the checkpoint path)") from None
-            state = ckpt.load_file(Path(local))
+            state = ckpt.load_file(_download_checkpoint(uri, run.info.run_id, directory))
         source = f"run {run.info.run_id}"
     cfg = apply_eval_overrides(from_container(state["config"]), overrides)
     if uri_override is None:
@@ -111,18 +137,130 @@ def resolve(target: str, overrides: Sequence[str] = ()) -> TrainedModel:
     return TrainedModel(cfg, state["model"], run.info.run_id if run else "", int(state.get("epoch", 0)), source)
 
 
-def export_weights(cfg, checkpoint: str, out: str) -> Dict[str, Any]:
-    """Save the model weights of ``checkpoint`` (a raysys checkpoint, its folder, or an original
-    ``.pth.tar``) to ``out`` as ``{'state_dict': ...}``, after checking they fit ``cfg``'s model."""
-    source = Path(checkpoint)
-    if source.is_dir():
-        source = source / ckpt.STATE_FILE
+def experiment_name(cfg) -> str:
+    """The MLflow experiment a preset's runs go to."""
+    return cfg.tracking.experiment or cfg.paper or "raysys"
+
+
+def run_checkpoint(cfg, target: str, directory: str) -> Path:
+    """The checkpoint file of the run ``target`` (MLflow run id, or run name in ``cfg``'s experiment at ``tracking.uri``).
+
+    The newest ``state.pt`` under the run's ``raysys.checkpoint_dir``, or, with ``checkpoint.score_attribute``,
+    the one whose last epoch scored best; a run without that folder gives its ``checkpoint/state.pt`` artifact
+    (downloaded into ``directory``).
+    """
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    run = find_run(uri, target, experiment_name(cfg))
+    if run is None:
+        raise ConfigError(f"--run {target!r}: no MLflow run with this id, nor a run of this name in experiment "
+                          f"{experiment_name(cfg)!r} at {redact(uri)}")
+    folder = run.data.tags.get(CHECKPOINT_DIR_TAG, "")
+    files = sorted(Path(folder).glob(f"**/{ckpt.STATE_FILE}"), key=lambda p: p.stat().st_mtime) \
+        if folder and "://" not in folder and Path(folder).is_dir() else []
+    if not files:
+        return _download_checkpoint(uri, run.info.run_id, directory)
+    attribute = cfg.checkpoint.score_attribute
+    if not attribute:
+        return latest_checkpoint_file(Path(folder)) or files[-1]
+    return _best_checkpoint(files, attribute, cfg.checkpoint.score_order)
+
+
+def _best_checkpoint(files: List[Path], attribute: str, order: str) -> Path:
+    """The file whose last recorded epoch has the best ``attribute`` (later files win ties); files without it count last."""
+    sign = -1.0 if order == "min" else 1.0
+
+    def score(path: Path) -> float:
+        history = ckpt.load_file(path).get("history") or [{}]
+        value = history[-1].get(attribute)
+        return sign * float(value) if value is not None else float("-inf")
+
+    scores = [score(path) for path in files]
+    return files[max(range(len(files)), key=lambda i: (scores[i], i))]
+
+
+def _bare_model(cfg) -> nn.Module:
+    """``cfg``'s model without its initial weights (``weights``, e.g. antialias.weights): a checkpoint replaces them."""
+    kwargs = model_kwargs(cfg, input_spec(cfg))
+    kwargs.pop("weights", None)
+    return create_model(cfg.model.name, **kwargs)
+
+
+def model_family(cfg) -> Optional[str]:
+    """The family of ``cfg``'s model, or for a shared model the preset's paper if it is a family (antialiased's
+    torchvision baselines), else None; the family's weights modules are imported."""
+    family = MODELS.family(cfg.model.name)
+    if family is None and cfg.paper in families.names():
+        family = cfg.paper
+    module = f"{families.__name__}.{family}.original_format" if family else ""
+    if module and importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)  # a family's weights formats, needed only by these commands
+    return family
+
+
+def _default_reader(model: nn.Module, source: str, name: str) -> Dict[str, torch.Tensor]:
     stored = read_weights(source)
-    if stored.arch and stored.arch != cfg.model.name:
-        raise CheckpointError(f"checkpoint {source} is of {stored.arch}, not of {cfg.model.name}")
-    state = stored.state
-    if "antialias" in cfg:
-        cfg.antialias.weights = ""  # the checkpoint replaces any initial weights
-    load_state(build_model(cfg, input_spec(cfg)), state, str(source))  # refuses a checkpoint of another model
-    written = save_weights(state, out, arch=cfg.model.name)  # the file names its model: loads are checked against it
-    return {"weights": str(written), "tensors": len(state)}
+    if stored.arch and stored.arch != name:
+        raise CheckpointError(f"checkpoint {source} is of {stored.arch}, not of {name}")
+    return stored.state
+
+
+def read_for_model(cfg, model: nn.Module, source: str, family_checks: bool = True) -> Dict[str, torch.Tensor]:
+    """The state_dict of the weights file ``source`` for ``cfg``'s model, read by the family's reader
+    (without ``family_checks``: raysys's generic reader), and checked to load."""
+    family = model_family(cfg)
+    reader = WEIGHTS_READERS.get(family) if family_checks and family in WEIGHTS_READERS else _default_reader
+    state = reader(model, str(source), cfg.model.name)
+    load_state(model, state, str(source))  # refuses a file of another model, in one line
+    return state
+
+
+def _write_raysys(model: nn.Module, cfg, out: str) -> Dict[str, Any]:
+    state = model.state_dict()
+    return {"weights": str(save_weights(state, out, arch=cfg.model.name)), "tensors": len(state)}
+
+
+def _write_original(model: nn.Module, cfg, out: str) -> Dict[str, Any]:
+    family = model_family(cfg)
+    if family not in ORIGINAL_FORMATS:
+        raise ConfigError(f"--format original: model.name={cfg.model.name} (family {family or 'none: a shared model'}) "
+                          f"has no original format; families with one: {', '.join(ORIGINAL_FORMATS.names())}")
+    payload = ORIGINAL_FORMATS.get(family)(model, cfg.model.name)
+    ckpt.save_atomic(payload, Path(out))
+    bare = all(isinstance(v, torch.Tensor) for v in payload.values())
+    tensors = payload if bare else next(v for v in payload.values() if isinstance(v, dict))
+    return {"weights": str(out), "family": family, "layout": "state_dict" if bare else sorted(payload), "tensors": len(tensors)}
+
+
+def _is_raysys_checkpoint(path: Path) -> bool:
+    """Whether ``path`` holds ``{"model": state_dict, ...}``: a training checkpoint (read as it was saved, whatever
+    initial weights the family would accept), or FlexConv's original file (the same keys)."""
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not weights-only loadable (an original MIMOConv file), or missing: the family's reader says why
+        return False
+    return isinstance(stored, dict) and isinstance(stored.get("model"), dict)
+
+
+# --format: how export-weights writes the weights of the loaded model.
+EXPORT_FORMATS: Dict[str, Callable[[nn.Module, Any, str], Dict[str, Any]]] = {
+    "raysys": _write_raysys,
+    "original": _write_original,
+}
+
+
+def export_weights(cfg, checkpoint: str = "", out: str = "", *, run: str = "", fmt: str = "raysys") -> Dict[str, Any]:
+    """Write the model weights of ``checkpoint`` (a raysys checkpoint, its folder, or a weights file the family
+    reads) or of the run ``run`` to ``out``, in format ``fmt`` (:data:`EXPORT_FORMATS`), after checking they fit
+    ``cfg``'s model."""
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format: {one_of(fmt, EXPORT_FORMATS)}")
+    if bool(checkpoint) == bool(run):
+        raise ConfigError("export-weights takes one of --checkpoint PATH or --run RUN_ID_OR_NAME")
+    with tempfile.TemporaryDirectory() as directory:
+        source = run_checkpoint(cfg, run, directory) if run else Path(checkpoint)
+        if source.is_dir():
+            source = source / ckpt.STATE_FILE
+        model = _bare_model(cfg)
+        read_for_model(cfg, model, str(source), family_checks=not _is_raysys_checkpoint(source))
+        result = EXPORT_FORMATS[fmt](model, cfg, out)
+    return {**result, "format": fmt, "source": f"run {run}" if run else str(source)}

@@ -30,12 +30,12 @@ from raysys.data.normalization import normalization
 from raysys.data.shards import load_manifest, verify_shards
 from raysys.data.stream import ImageFormat, build_datasets, image_format, materialize_limit_bytes, split_rows
 from raysys.driver import launch
-from raysys.driver.checkpoints import resolve
+from raysys.driver.checkpoints import read_for_model, resolve
 from raysys.driver.record import guarded
 from raysys.errors import ConfigError, DataError, TrainingError
 from raysys.eval.evaluators import EVALUATORS, EvalSettings, build_evaluators, image_side
 from raysys.models import InputSpec, build_model
-from raysys.models.weights import load_state, read_state_dict
+from raysys.models.weights import load_state
 from raysys.track import runs
 from raysys.track.uri import redact
 from raysys.train import checkpoint as ckpt
@@ -86,11 +86,19 @@ def plan_evaluation(cfg: DictConfig, names: Sequence[str]) -> EvalPlan:
     return EvalPlan(list(evaluators), settings, manifest, fmt, spec, split, limit, rows, augment, batch_size)
 
 
-def check_model(cfg: DictConfig, spec: InputSpec, state: Optional[Mapping[str, torch.Tensor]], source: str) -> None:
-    """Build the model once on the driver: a missing or misfit weights file fails here, in one line."""
+def check_model(cfg: DictConfig, spec: InputSpec, state: Optional[Mapping[str, torch.Tensor]], source: str,
+                weights: str = "") -> Optional[Mapping[str, torch.Tensor]]:
+    """Build the model once on the driver: a missing or misfit weights file fails here, in one line.
+
+    ``weights`` (a file) is read by the model family's reader (the original's layout, the checks training's
+    loading runs: :func:`raysys.driver.checkpoints.read_for_model`); returns the state the workers load.
+    """
     model = build_model(cfg, spec)
+    if weights:
+        return read_for_model(cfg, model, weights)
     if state is not None:
         load_state(model, state, source)
+    return state
 
 
 def run_evaluation(
@@ -105,7 +113,8 @@ def run_evaluation(
     """Evaluate ``cfg``'s model with the evaluators ``names`` (default ``evaluate.metrics``).
 
     The model is built as in training (``antialias.weights`` etc.), then
-    ``weights`` (a local file) or ``state`` (a state_dict) is loaded over it.
+    ``weights`` (a local file, read as the model's family reads it: docs/weights.md) or
+    ``state`` (a state_dict) is loaded over it.
     Metrics go to MLflow run ``run_id`` at ``step``, or to a run named
     ``cfg.run_name`` (kind ``eval``) that this call opens and closes.
     """
@@ -113,10 +122,7 @@ def run_evaluation(
 
     launch.check_before_ray(cfg)
     plan = plan_evaluation(cfg, list(names) if names else list(cfg.evaluate.metrics))
-    source = weights or "the trained model"
-    if weights:
-        state = read_state_dict(weights)
-    check_model(cfg, plan.spec, state, source)
+    state = check_model(cfg, plan.spec, state, weights or "the trained model", weights)
     own_run = cfg.tracking.enabled and not run_id
     target = launch.find_target(cfg, kind="eval") if own_run else launch.Target(cfg.tracking.uri)
     use_gpu = launch.start_ray(cfg)

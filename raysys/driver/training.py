@@ -26,7 +26,7 @@ from raysys.driver.evaluation import evaluate_after_training
 from raysys.driver.record import CHECKPOINT_DIR_TAG, RunRecord, guarded
 from raysys.errors import DataError
 from raysys.models import InputSpec
-from raysys.track import runs
+from raysys.track import metric_names, runs
 from raysys.track.uri import redact
 from raysys.train import checkpoint as ckpt
 from raysys.train.feed import EpochFeed
@@ -73,7 +73,7 @@ def already_finished(cfg: DictConfig, run) -> Dict[str, Any]:
     metrics = run.data.metrics
     return {
         "run_id": run.info.run_id, "run_name": cfg.run_name, "status": "already finished",
-        "test_accuracy": metrics.get("test_acc"), "epochs": metrics.get("epoch"), "checkpoint": "",
+        "test_accuracy": metric_names.value(metrics, "test/acc"), "epochs": metrics.get("epoch"), "checkpoint": "",
         "tracking_uri": redact(cfg.tracking.uri),
     }
 

@@ -11,6 +11,12 @@ DDP/DataParallel ``module.`` prefixes are removed. A file may name its
 architecture (``arch``, as the original's checkpoints and raysys's exports do, or
 a raysys checkpoint's ``config.model.name``): :func:`read_weights` returns it.
 Every failure is a one-line :class:`~raysys.errors.CheckpointError`.
+
+Two registries keyed by family (docs/weights.md): :data:`ORIGINAL_FORMATS`, how a family
+writes a model's weights in its original code's file layout (``export-weights --format
+original``), and :data:`WEIGHTS_READERS`, how it reads a weights file into a state_dict for
+its models (``eval --weights``: the original's layout, the family's checks); a family without
+a reader gets :func:`read_state_dict`.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
 import torch.hub
@@ -26,6 +32,7 @@ from torch import nn
 
 from raysys.errors import CheckpointError
 from raysys.models.load_errors import describe_mismatch, load_failure
+from raysys.registry import Registry
 
 PathLike = Union[str, os.PathLike]
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -39,6 +46,24 @@ class StoredWeights:
 
     state: Dict[str, torch.Tensor]
     arch: Optional[str] = None
+
+
+# (model with its weights loaded, its model.name) -> the object the original's loading code reads
+OriginalExporter = Callable[[nn.Module, str], Dict[str, Any]]
+# (the model, the weights file, its model.name) -> the state_dict to load (after the family's checks)
+WeightsReader = Callable[[nn.Module, str, str], Dict[str, torch.Tensor]]
+ORIGINAL_FORMATS: Registry[OriginalExporter] = Registry("original weights format")
+WEIGHTS_READERS: Registry[WeightsReader] = Registry("weights reader")
+
+
+def register_original_format(family: str) -> Callable[[OriginalExporter], OriginalExporter]:
+    """Register ``family``'s exporter; its docstring says the layout and which original code reads it."""
+    return ORIGINAL_FORMATS.register(family)
+
+
+def register_weights_reader(family: str) -> Callable[[WeightsReader], WeightsReader]:
+    """Register how ``eval --weights`` reads a file for ``family``'s models."""
+    return WEIGHTS_READERS.register(family)
 
 
 def weights_dir() -> Path:
@@ -135,11 +160,23 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
         if by_order is not None:
             model.load_state_dict(by_order, strict=True)
             return model
-    mismatch = describe_mismatch(own, state)
+    extra = _loadable_buffers(model, own, state)
+    mismatch = describe_mismatch({**own, **extra}, state)
     if mismatch:
         raise CheckpointError(f"weights {source} do not fit {type(model).__name__}: {mismatch}")
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # a non-persistent buffer the model does not read back
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise CheckpointError(f"weights {source} do not fit {type(model).__name__}: {lines[-1]}") from None
     return model
+
+
+def _loadable_buffers(model: nn.Module, own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]):
+    """Non-persistent buffers of ``model`` that ``state`` holds (STIR's ``basis``, saved by the original):
+    the modules that read them back take them; for the others strict loading refuses them."""
+    buffers = dict(model.named_buffers())
+    return {k: buffers[k] for k in state if k not in own and k in buffers}
 
 
 def _has_blur_filters(model: nn.Module) -> bool:

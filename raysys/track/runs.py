@@ -3,7 +3,8 @@
 The driver opens the run (params, tags, config artifact) before any worker
 starts and closes it with FINISHED or FAILED and the reason, so a run is
 never left RUNNING by an error. The driver also logs the per-epoch metrics
-that rank 0 sends it (raysys.train.feed).
+that rank 0 sends it (raysys.train.feed), under their grouped names
+(:mod:`raysys.track.metric_names`: ``train_loss`` is recorded as ``train/loss``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from raysys.track import metric_names
 from raysys.track.uri import redact
 
 RUN_NAME_TAG = "raysys.run_name"
@@ -117,17 +119,28 @@ def log_params(uri: str, run_id: str, flat: Dict[str, Any]) -> None:
 
 
 def log_metrics(uri: str, run_id: str, metrics: Dict[str, float], step: int) -> None:
+    """Log ``metrics`` at ``step`` under their grouped names (``test_acc`` -> ``test/acc``)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+    items = [Metric(k, float(v), now, step) for k, v in sorted(metric_names.grouped_metrics(metrics).items())]
     mlflow_client = client(uri)
     for start in range(0, len(items), 500):
         mlflow_client.log_batch(run_id, metrics=items[start : start + 500])
 
 
+def metric_history(uri_or_client: Any, run_id: str, name: str) -> list:
+    """Every logged value of metric ``name`` (grouped or, in an older run, flat spelling), as MLflow's Metric."""
+    mlflow_client = client(uri_or_client) if isinstance(uri_or_client, str) else uri_or_client
+    for spelling in metric_names.spellings(name):
+        found = mlflow_client.get_metric_history(run_id, spelling)
+        if found:
+            return list(found)
+    return []
+
+
 def logged_steps(uri: str, run_id: str, key: str) -> List[int]:
-    return sorted({m.step for m in client(uri).get_metric_history(run_id, key)})
+    return sorted({m.step for m in metric_history(uri, run_id, key)})
 
 
 def finish(uri: str, run_id: str, status: str, reason: str = "") -> None:

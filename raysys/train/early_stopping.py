@@ -5,7 +5,8 @@
 the new best (its weights are kept, in memory and in the checkpoint); after
 ``p`` epochs in a row without a new best the run stops, and the best weights
 are loaded back before the recipe's final evaluation. This is the STIR
-original's ``Record`` (patience 10 on validation accuracy).
+original's ``Record`` (patience 10 on validation accuracy). The metric may be
+named as the loop computes it (``val_acc``) or as MLflow records it (``val/acc``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Dict, Optional
 from torch import nn
 
 from raysys.errors import ConfigError
+from raysys.track import metric_names
 
 
 class EarlyStopping:
@@ -46,10 +48,11 @@ class EarlyStopping:
         """Record an epoch; True when the run should stop now."""
         if not self.enabled:
             return False
-        if self.metric not in metrics:
+        found = metric_names.value(metrics, self.metric)
+        if found is None:
             raise ConfigError(f"train.early_stopping_metric={self.metric!r} is not an epoch metric; "
-                              f"there are {sorted(metrics)}")
-        value = float(metrics[self.metric])
+                              f"there are {sorted(metric_names.grouped(k) for k in metrics)}")
+        value = float(found)
         if self.best is None or value > self.best:
             self.best, self.best_epoch, self.stale = value, int(metrics.get("epoch", 0)), 0
             self.best_state = copy.deepcopy(model.state_dict())

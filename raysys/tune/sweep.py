@@ -33,6 +33,7 @@ from raysys.train.devices import gpus_needed
 from raysys.train.session import ensure_ray, wants_gpu
 from raysys.train.storage import check_shared_storage
 from raysys.tune.space import Space, Trial, labelled_run_name, reseeded, row_slug, unlabelled_run_name
+from raysys.tune.table import make_table, metric_value, tune_callback, tune_output_to_log
 
 log = logging.getLogger("raysys.sweep")
 SWEEP_TAG = "raysys.sweep"
@@ -227,7 +228,7 @@ def _summary_table(outcomes: List[TrialOutcome]) -> tuple[str, str]:
 def _final_accuracy(uri: str, run_id: str) -> Optional[float]:
     if not run_id:
         return None
-    return runs.client(uri).get_run(run_id).data.metrics.get("test_acc")
+    return metric_value(runs.client(uri).get_run(run_id).data.metrics)
 
 
 def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str] = ()) -> SweepSummary:
@@ -305,12 +306,22 @@ def _sweep(space: Space, configs, overrides, done, pending, parent_id: str, uri:
         runs.set_tags(uri, run.info.run_id, {identity.member_tag(parent_id): run.data.tags.get(identity.member_tag(parent_id), "adopted"),
                                              ROW_TAG: trial.label})
     outcomes = [TrialOutcome(t, r.data.tags.get(runs.RUN_NAME_TAG, c.run_name), "finished earlier", run_id=r.info.run_id,
-                             test_acc=r.data.metrics.get("test_acc")) for t, c, r in done]
+                             test_acc=metric_value(r.data.metrics)) for t, c, r in done]
     if not pending:
         log.info("sweep %s: all %d trials already FINISHED in MLflow; 0 trainings started", space.name, len(done))
     else:
         log.info("sweep %s: %d trials to train, %d already finished", space.name, len(pending), len(done))
-        outcomes += _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent)
+        table = make_table(done, pending)
+        try:
+            trained = _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent, table)
+            for outcome in trained:  # what MLflow holds is the verdict, whatever Tune's events said
+                if outcome.status == "failed":
+                    table.failed(outcome.run_name, outcome.reason)
+                else:
+                    table.finished(outcome.run_name, outcome.test_acc)
+        finally:
+            table.close()
+        outcomes += trained
     return SweepSummary(space.name, parent_id, uri, started=len(pending), skipped=len(done), outcomes=outcomes)
 
 
@@ -321,7 +332,7 @@ def _close_children(uri: str, exp_id: str, parent_id: str, why: str) -> None:
         runs.finish(uri, run.info.run_id, "KILLED", f"{why}: the sweep stopped this trial")
 
 
-def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_concurrent: int) -> List[TrialOutcome]:
+def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_concurrent: int, table=None) -> List[TrialOutcome]:
     import ray.tune as tune
 
     configs = [cfg for _, cfg, _ in pending]
@@ -342,9 +353,11 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
         run_config=tune.RunConfig(
             name=f"sweep-{space.name}", storage_path=configs[0].checkpoint.storage_path,
             failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+            callbacks=[tune_callback(table)] if table is not None else None,
         ),
     )
-    grid = tuner.fit()
+    with tune_output_to_log():
+        grid = tuner.fit()
     by_name = {}
     for result in grid:
         name = result.config["trial"]["name"]

@@ -88,7 +88,7 @@ def accuracy_consistency(report, out: Path) -> List[Path]:
         _draw(ax, ours, ours_front, "tab:blue", "ours", filled=True)
     else:
         ax.text(0.5, 0.1, "no runs with eval_top1 and eval_consistency yet", ha="center", transform=ax.transAxes, fontsize=8)
-    finish_axes(ax, title=report.definition.title, xlabel="ImageNet top-1 %", ylabel="shift consistency %")
+    finish_axes(ax, title=report.definition.title, xlabel="ImageNet top-1 accuracy (%)", ylabel="shift consistency (%)")
     by_label: Dict[str, Dict[str, Optional[float]]] = {}
     for name, points, front in (("ours", ours, ours_front), ("published", published, published_front)):
         for label, acc, cons in points:

@@ -29,7 +29,7 @@ def kernel_size_table(report) -> Dict[str, Dict[int, List[float]]]:
             if not seed_run.run_id:
                 continue
             for name, value in client.get_run(seed_run.run_id).data.metrics.items():
-                match = KERNEL_SIZE.match(name)
+                match = KERNEL_SIZE.match(name.rpartition("/")[2])  # layers/kernel_size_l03 or, older, kernel_size_l03
                 if match:
                     table.setdefault(row.label, {}).setdefault(int(match.group(1)), []).append(value)
     return table

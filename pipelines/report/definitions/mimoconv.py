@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from pipelines.report.engine import Column, ReportDefinition, register_report
-from raysys.track import runs
+from raysys.track import metric_names, runs
 
 ABSTRACT = ("Table 1 per-model numbers not retrieved; the abstract reports a 2-4x speedup at an accuracy "
             "delta within [+0.68, -3.18] points of WRN-28-10 on CIFAR-10/100 (Menet et al., NeurIPS 2023), measured "
@@ -38,7 +38,8 @@ def mode_points(report) -> Dict[str, List[Tuple[int, float, float, int]]]:
                 continue
             metrics = client.get_run(seed_run.run_id).data.metrics
             for n in range(1, MAX_N + 1):
-                top1, speed = metrics.get(f"eval_dynamic_n{n}_top1"), metrics.get(f"eval_dynamic_n{n}_images_per_sec")
+                top1 = metric_names.value(metrics, f"eval_dynamic_n{n}_top1")
+                speed = metric_names.value(metrics, f"eval_dynamic_n{n}_images_per_sec")
                 if top1 is not None and speed is not None:
                     per_mode.setdefault(n, []).append((top1, speed))
         if per_mode:
@@ -64,7 +65,7 @@ def speed_accuracy(report, out: Path) -> List[Path]:
             lines.append(f"{label},{n},{top1:.4f},{speed:.2f},{seeds}")
     ax.set_xscale("log")
     finish_axes(ax, title=f"{report.definition.title}: speed/accuracy",
-                xlabel="forward throughput, images/s per worker (log)", ylabel="test top-1 %",
+                xlabel="forward throughput, images/s per worker (log)", ylabel="test top-1 accuracy (%)",
                 empty_note="no throughput measured yet:\nrun `python -m raysys eval <run>` on the trained runs")
     (out / "speed_accuracy.csv").write_text("\n".join(lines) + "\n")
     return [*save_figure(fig, out, "speed_accuracy"), out / "speed_accuracy.csv"]

@@ -10,6 +10,9 @@ A file is read by :func:`raysys.models.weights.read_weights` (local path or URL)
 - a file with neither holds torchvision's keys and no filters: a torchvision baseline's
   file, which initialises an antialiased model only when fine-tuning (``finetune=True``,
   the original's ``--finetune``). With ``finetune=True`` the file must be the baseline's.
+
+``raysys eval --weights FILE`` runs the same checks (:func:`read_antialiased_weights`, the
+family's registered weights reader).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import torch
 from torch import nn
 
 from raysys.errors import CheckpointError
-from raysys.models.weights import load_state, read_weights
+from raysys.models.weights import StoredWeights, load_state, read_weights, register_weights_reader
 
 _LPF = re.compile(r"^(?P<base>.+)_lpf(?P<size>\d+)$")
 # Keys of torchvision's old DenseNet files ("...denselayer1.norm.1.weight"), as still
@@ -47,13 +50,24 @@ def base_arch(name: str) -> str:
 def load_antialiased_weights(model: nn.Module, source: str, name: str, finetune: bool = False) -> nn.Module:
     """Load ``source`` into the ``name`` (``<arch>_lpf<N>``) model ``model``, after the checks above."""
     stored = read_weights(source)
+    if finetune:
+        return load_state(model, renamed_densenet_keys(checked_baseline(stored, source, name)), str(source))
+    return load_state(model, checked_antialiased(stored, source, name), str(source))
+
+
+def checked_baseline(stored: StoredWeights, source: str, name: str) -> Dict[str, torch.Tensor]:
+    """``stored`` if it is the torchvision baseline's file that fine-tuning ``name`` starts from."""
+    sizes, baseline = blur_filter_sizes(stored.state), base_arch(name)
+    if sizes or (stored.arch and stored.arch != baseline):
+        found = stored.arch or f"an antialiased model (BlurPool filters {sorted(sizes)})"
+        raise CheckpointError(f"fine-tuning {name} copies torchvision's {baseline} weights; {source} are of {found}")
+    return stored.state
+
+
+def checked_antialiased(stored: StoredWeights, source: str, name: str) -> Dict[str, torch.Tensor]:
+    """``stored`` if it holds weights of ``name``: its BlurPool filter size, its named architecture, not a baseline's."""
     sizes, filt_size = blur_filter_sizes(stored.state), int(_LPF.match(name).group("size"))
     baseline = base_arch(name)
-    if finetune:
-        if sizes or (stored.arch and stored.arch != baseline):
-            found = stored.arch or f"an antialiased model (BlurPool filters {sorted(sizes)})"
-            raise CheckpointError(f"fine-tuning {name} copies torchvision's {baseline} weights; {source} are of {found}")
-        return load_state(model, renamed_densenet_keys(stored.state), str(source))
     if sizes and sizes != {filt_size}:
         raise CheckpointError(
             f"weights {source} have BlurPool filters of size {'/'.join(map(str, sorted(sizes)))}, "
@@ -66,4 +80,10 @@ def load_antialiased_weights(model: nn.Module, source: str, name: str, finetune:
             f"weights {source} hold no BlurPool filters and name no architecture: a torchvision baseline's file, "
             f"which initialises {name} only when {FINETUNE_HINT}"
         )
-    return load_state(model, stored.state, str(source))
+    return stored.state
+
+
+@register_weights_reader("antialiased")
+def read_antialiased_weights(model: nn.Module, source: str, name: str) -> Dict[str, torch.Tensor]:
+    """``eval --weights`` for an ``<arch>_lpf<N>``: the file's state_dict after the checks of training's loading."""
+    return checked_antialiased(read_weights(source), source, name)
