@@ -221,7 +221,8 @@ def test_every_seed_command_translates(command, weights_dir):
         assert cfg.train.batch_size == 8 and cfg.evaluate.shift_passes == 5
     elif "--save_weights" in command:
         assert translation.command == "export-weights"
-        assert translation.overrides[-4:] == ["--checkpoint", "resnet18_lpf4/model_best.pth.tar", "--out", "resnet18_lpf4/weights.pth.tar"]
+        assert translation.overrides[-6:] == ["--checkpoint", "resnet18_lpf4/model_best.pth.tar", "--out",
+                                              "resnet18_lpf4/weights.pth.tar", "--format", "original"]
         return
     else:
         assert translation.command == "train"

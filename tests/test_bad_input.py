@@ -374,6 +374,15 @@ CASES = [
           "tracking.uri=sqlite:///{tmp}/mlflow.db"), 2,
          "--sweep-run 0123abcd is not a sweep run of space 'cifar-resnet-fashion-mnist' in experiment 'cifar-resnet' "
          "(no such run); its sweep runs, newest first: none", absent=("{tmp}/report",), locations=False),
+    # -- export-weights ----------------------------------------------------------------------------
+    Case("export-unknown-run", "export-weights --run naming no run",
+         ("export-weights", "stir/emoji", "tracking.uri=sqlite:///{tmp}/mlflow.db", "--run", "no-such-run", "--out", "{tmp}/x.pt"), 2,
+         "--run 'no-such-run': no MLflow run with this id, nor a run of this name in experiment 'stir'…",
+         absent=("{tmp}/x.pt",), locations=False),
+    Case("export-original-shared-model", "export-weights --format original for a model of no family",
+         ("export-weights", P, "--checkpoint", "{tmp}/none.pt", "--out", "{tmp}/x.pt", "--format", "original"), 2,
+         "--format original: model.name=cifar_resnet20 (family none: a shared model) has no original format; "
+         "families with one: antialiased, flexconv, mimoconv, stir", absent=("{tmp}/x.pt",), locations=False),
     # -- prepare --------------------------------------------------------------------------------
     Case("prepare-rows-per-shard", "prepare --rows-per-shard 0 (refused before reading the source)",
          ("prepare", "fashion-mnist", "--source", "{tmp}/source", "--out", "{tmp}/out", "--rows-per-shard", "0"), 2,

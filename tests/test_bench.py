@@ -7,6 +7,7 @@ tests/test_bench_e2e.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,16 @@ def test_train_steps_keeps_the_memory_format():
     assert steps() == 4
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not torch.equal(before, model[0].weight)
+
+
+def test_antialias_data_part_gets_every_parameter_of_bench_data():
+    """``bench antialias`` runs ``bench data``'s JPEG cases: it must pass all of their parameters."""
+    from raysys.bench import BenchContext, load_benchmarks
+    from raysys.bench.antialias import data_params
+
+    load_benchmarks()
+    antialias = BENCHMARKS.get("antialias")
+    ctx = BenchContext(antialias.params(quick=True), Path("unused"), BenchResult("antialias", {}), quick=True)
+    params = data_params(ctx)
+    assert set(BENCHMARKS.get("data").full) <= set(params)
+    assert params["jpeg_images"] == antialias.quick["jpeg_images"] and params["batch"] == antialias.quick["data_batch"]

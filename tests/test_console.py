@@ -121,6 +121,21 @@ def test_line_display_writes_a_line_per_tenth_of_an_epoch_or_every_30_seconds(ca
     assert summary.endswith("epoch 2/2  train/loss 0.4000  train/acc 85.0%  test/loss 0.4500  test/acc 83.0%  950 img/s  12.2 s")
 
 
+def test_a_stir_epoch_line_names_its_validation_pass(capsys):
+    """STIR's epochs evaluate the val split: the line says val/loss and val/acc, not test/."""
+    from raysys.config.loader import load_config
+    from raysys.families.stir.recipe import StirRecipe
+
+    generic = {"epoch": 3, "train_loss": 0.4, "train_acc": 0.85, "test_loss": 0.45, "test_acc": 0.996,
+               "test_count": 288.0, "images_per_sec": 950.0, "epoch_time": 12.25}
+    shown = StirRecipe(load_config("stir/emoji")).shown_metrics(generic)
+    prog.LineDisplay(200).epoch_done(shown)
+    [summary] = capsys.readouterr().err.splitlines()
+    assert summary.endswith("epoch 3/200  train/loss 0.4000  train/acc 85.0%  val/loss 0.4500  val/acc 99.6%  "
+                            "950 img/s  12.2 s")
+    assert "test/" not in summary and generic["test_acc"] == 0.996  # the loop's dict is left as it was
+
+
 def test_progress_mode_follows_the_terminal():
     class Stream:
         def __init__(self, tty):
@@ -192,11 +207,19 @@ def test_ray_loggers_go_to_the_log_file(sink, tmp_path, capsys, monkeypatch):
     assert "INFO ray.data.test_console: Starting execution of Dataset" in path.read_text()
 
 
+# Ray's core_worker.cc:2330 warning, as a sweep's workers forward it.
+ACTOR_ARGUMENTS = ("[2026-12-04 10:01:02,345 E 4242 4343] core_worker.cc:2330: Actor with class name: '{actor}' and ID: "
+                   "'1f2e3d' has constructor arguments in the object store and max_restarts > 0. If the arguments in the "
+                   "object store go out of scope or are lost, the actor restart will fail. See "
+                   "https://github.com/ray-project/ray/issues/53727 for more details.")
+
+
 @pytest.mark.parametrize("message", [
     "PreemptionWatcher poll failed",
     "Warning: The Ray cluster currently does not have any available CPUs. The Dataset job will hang unless more CPUs",
     "Cluster resources are not enough to run any task from MapBatches(collate). The job may hang forever",
     "WARNING: 18 PYTHON worker processes have been started on node: x, which is 1.1x the maximum expected startup concurrency",
+    ACTOR_ARGUMENTS.format(actor="ImplicitFunc"),
 ])
 def test_known_benign_ray_messages_are_one_friendly_notice_each(sink, tmp_path, capsys, monkeypatch, message):
     monkeypatch.chdir(tmp_path)
@@ -208,6 +231,18 @@ def test_known_benign_ray_messages_are_one_friendly_notice_each(sink, tmp_path, 
     assert err == [f"raysys: note: {rayout.benign(message)} [console.log]"] and "warning" not in err[0].lower()
     assert sink.notices == 0  # the five warning notices stay for real ones
     assert message in (tmp_path / "console.log").read_text()
+
+
+def test_actor_argument_warnings_of_every_actor_class_are_one_note(sink, tmp_path, capsys, monkeypatch):
+    """A sweep's trials, controllers and watchers each say it: one note for all, no warning notice used."""
+    monkeypatch.chdir(tmp_path)
+    rayout.attach(str(tmp_path))
+    capsys.readouterr()
+    for pid, actor in enumerate(("ImplicitFunc", "TrainTrainable", "TrainController", "PreemptionWatcher")):
+        rayout._forwarded({"lines": [ACTOR_ARGUMENTS.format(actor=actor)], "pid": pid, "actor_name": actor})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"raysys: note: {rayout.benign(ACTOR_ARGUMENTS)} [console.log]"] and sink.notices == 0
+    assert "restartable actor" in err[0]
 
 
 def test_an_unknown_warning_is_not_benign():

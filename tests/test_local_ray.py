@@ -164,6 +164,7 @@ def test_local_ray_listens_on_loopback_only_and_requires_its_token(tmp_path):
     assert found["from_worker"] == {"actor_state": "ALIVE", "nodes": [found["own_node"]]}
 
 
+@pytest.mark.slow
 def test_two_local_rays_side_by_side_each_talk_only_to_their_own(tmp_path):
     """Two commands at once: each worker's state API answers about its own Ray, quietly
     (before: "Found multiple active Ray instances" from Ray Train's PlacementGroupCleaner)."""

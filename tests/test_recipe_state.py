@@ -145,6 +145,7 @@ def failing_once_after_epoch_1(marker: Path):
     return entry
 
 
+@pytest.mark.slow
 def test_a_mimo_run_killed_after_epoch_1_and_resumed_repeats_the_uninterrupted_metrics(
         cifar_shards, ray_cluster, workdir, monkeypatch):
     from mlflow.tracking import MlflowClient

@@ -165,12 +165,18 @@ def test_report_writes_the_tables_and_figures(tracking, tmp_path):
     assert float(row["mean"]) == pytest.approx(statistics.fmean(accuracy_of(s, 0.01) for s in range(1, 7)), abs=1e-4)
     assert row["n"] == "6" and row["missing_seeds"].split()[:2] == ["7", "8"]
     assert report.missing["standard scenario 2 lr=0.01"] == list(range(7, 51))
+    # published: the original's clean.csv mean at the lr it kept (docs/REPRODUCTION.md quotes 39.11 % at 1e-3)
+    assert f"{float(row['published']):.2f}" == "39.11" and table["conv3d scenario 1"]["published"] != ""
+    text = (out / "table.md").read_text()
+    assert "Published: the original's scripts/clean.csv" in text
+    assert "standard scenario 2 lr=0.01 (the original kept lr=0.001)" in text
 
     times = {r["model"]: r for r in read_csv(out / "time.csv")}
     assert float(times["standard"]["train_time_mean"]) == pytest.approx(statistics.fmean(1.0 + s for s in range(1, 7)), abs=1e-4)
     assert float(times["standard"]["avg_time_mean"]) == pytest.approx(
         statistics.fmean(statistics.fmean(train_times(s)) for s in range(1, 7)), abs=1e-4)
-    assert "pixel_pool" not in times  # Table 2 is scenario 2 only
+    assert times["pixel_pool"]["n"] == "0" and times["pixel_pool"]["train_time_mean"] == ""  # Table 2: scenario 2 only
+    assert float(times["standard"]["published_train_time_mean"]) > 0  # the original's, beside ours
 
     general = {(r["model"], r["eval"]): r for r in read_csv(out / "generalization.csv")}
     standard = general[("standard", "2")]

@@ -90,6 +90,7 @@ def test_two_workers_train_and_log_everything_to_mlflow(fashion_shards, ray_clus
     assert client.get_run(summary["run_id"]).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_same_seed_on_one_worker_gives_identical_metrics(fashion_shards, ray_cluster, workdir):
     client = mlflow_client(workdir)
     results = []
@@ -194,6 +195,7 @@ def test_cli_a_finished_run_is_answered_without_starting_ray(fashion_shards, tmp
     assert (same.info.run_id, same.info.end_time, same.info.status) == (run.info.run_id, run.info.end_time, "FINISHED")
 
 
+@pytest.mark.slow
 def test_cli_worker_failure_is_the_last_line_after_rays_forwarded_output(fashion_shards, tmp_path):
     failed = _cli_train(tmp_path, fashion_shards, "train.lr=1e30", "train.scheduler=constant", "failure.max_failures=0")
     assert failed.returncode == 1

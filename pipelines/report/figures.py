@@ -4,15 +4,16 @@ Every figure: labelled axes with units, whole-number epoch ticks, y limits that 
 without runs drawn as such (a hatched "no runs" bar, an x in the legend)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from raysys.track import metric_names, runs  # noqa: E402
 
@@ -55,6 +56,36 @@ def metric_label(metric: str, scale: float) -> str:
     return LABELS.get(name, name) + (" (%)" if percent else "")
 
 
+def legend_below(ax, ncol: int = 2) -> None:
+    """The axes' legend under its x label, never over the data (save_figure's tight box takes it in).
+
+    Call it after ``fig.tight_layout()``, which would otherwise shrink the axes to make room."""
+    if ax.get_legend_handles_labels()[1]:
+        below_label = -(ax.xaxis.label.get_size() * 3.2) / (ax.bbox.height / ax.figure.dpi * 72)  # 3.2 lines of text
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, below_label), ncol=ncol, frameon=False)
+
+
+def no_runs_entry(ax, label: str, what: str = "no runs") -> None:
+    """A legend entry "x <label>: no runs" for a row the figure has nothing to draw of."""
+    ax.plot([], [], "x", color="tab:gray", label=f"{label}: {what}")
+
+
+# (up to this many decades of values, the labels per decade) for log_x
+LOG_SUBS = ((1.0, (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)), (2.0, (1.0, 2.0, 5.0)), (math.inf, (1.0,)))
+
+
+def log_x(ax, values: Sequence[float]) -> None:
+    """A log x axis labelled in plain numbers (0.1, 0.2, 0.5, 1, ...): the narrower the range of ``values``,
+    the more labels per decade (:data:`LOG_SUBS`)."""
+    ax.set_xscale("log")
+    positive = [v for v in values if v > 0]
+    decades = math.log10(max(positive) / min(positive)) if positive else 0.0
+    subs = next(subs for widest, subs in LOG_SUBS if decades < widest)
+    ax.xaxis.set_major_locator(LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def integer_epochs(ax) -> None:
     """Epochs are whole numbers: ticks only there."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -78,7 +109,7 @@ def curves(report, out: Path) -> List[Path]:
             for m in runs.metric_history(client, seed_run.run_id, metric):
                 series.setdefault(m.step, []).append(m.value * scale)
         if not series:
-            ax.plot([], [], "x", color="tab:gray", label=f"{row.label}: no runs")
+            no_runs_entry(ax, row.label)
             continue
         steps = sorted(series)
         mean = np.array([np.mean(series[s]) for s in steps])

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-from matplotlib.ticker import NullFormatter
+from matplotlib.colors import BoundaryNorm
 
-from pipelines.report.figures import finish_axes, plt, save_figure
+from pipelines.report.figures import finish_axes, legend_below, log_x, plt, save_figure
+from pipelines.report.stir_published import Published
 from raysys.families.stir.analysis import ERRORS_ARTIFACT, INDICES_ARTIFACT
 from raysys.families.stir.layers.equivariance import PAIRS
 from raysys.families.stir.scenarios import SCENARIOS
@@ -42,6 +43,7 @@ MODEL_STYLE = {"standard": ("#7BB725", "^"), "kanazawa": ("#18B4F1", "D"), "pixe
 # test scales, which equals the original for scenarios 2 (the paper's Fig. 6) and 4.
 ORIGINAL_PAIRS = {1: (2, 3, 4, 5), 2: (0, 1, 4, 5), 3: (0, 1, 2, 3), 4: (0, 1, 2, 3, 4, 5)}
 PAIR_SELECTIONS = ("test", "original")
+ACCURACY = "test accuracy (%)"
 EXAMPLE_OBJECT = 33  # plots/indices.py: emoji class 33 (the first class if a dataset has fewer)
 
 
@@ -145,30 +147,44 @@ def equivariance_rows(records: Sequence[Mapping], tracking_uri: str, selection: 
     return rows
 
 
-def equivariance_figure(records: Sequence[Mapping], tracking_uri: str, out: Path, *,
-                        selection: str = "test") -> List[Path]:
-    """Fig. 6: stage-2 equivariance error against test accuracy, per (dataset, scenario); plus its CSV."""
+def equivariance_figure(records: Sequence[Mapping], tracking_uri: str, out: Path, *, selection: str = "test",
+                        published: Optional[Mapping[tuple, Published]] = None) -> List[Path]:
+    """Fig. 6: stage-2 equivariance error against test accuracy, per (dataset, scenario); plus its CSV.
+
+    ``published`` ((data, model, evaluation) -> the original's result) draws its mean test accuracy
+    as a dashed line in the model's colour; a model without runs in a panel is "x <model>: no runs"."""
     out = Path(out)
+    published = published or {}
     rows = equivariance_rows(records, tracking_uri, selection)
     panels = sorted({(r["data"], r["evaluation"]) for r in rows})
     fig, axes, where = _grid(panels)
     for (data, evaluation), ax in where.items():
         drawn = [r for r in rows if (r["data"], r["evaluation"]) == (data, evaluation)]
         for model in EQUIVARIANCE_MODELS:
+            color, marker = MODEL_STYLE[model]
             points = [(r["stage2_error"], r["test_acc"]) for r in drawn if r["model"] == model
                       and np.isfinite(r["stage2_error"]) and np.isfinite(r["test_acc"])]
             if points:
-                color, marker = MODEL_STYLE[model]
                 x, y = zip(*points)
                 ax.scatter(x, y, s=8, c=color, marker=marker, label=f"{model} (n={len(points)})", zorder=3)
+            else:
+                ax.plot([], [], "x", color="tab:gray", label=f"{model}: no runs")
+            theirs = published.get((data, model, evaluation))
+            if theirs is not None:
+                ax.axhline(theirs.test_acc_mean, color=color, linestyle="--", linewidth=0.8, zorder=2)
+        if any((data, m, evaluation) in published for m in EQUIVARIANCE_MODELS):
+            ax.plot([], [], "--", color="black", linewidth=0.8, label="published mean (original)")
         if ax.collections and all(r["stage2_error"] > 0 for r in drawn if np.isfinite(r["stage2_error"])):
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor ones overlap
-        finish_axes(ax, title=_panel_title(data, evaluation), xlabel="equivariance error (stage 2)",
-                    ylabel="test accuracy [%]")
+            log_x(ax, [r["stage2_error"] for r in drawn if np.isfinite(r["stage2_error"])])
+        first_column = evaluation == min(e for d, e in where if d == data)
+        finish_axes(ax, title=_panel_title(data, evaluation), xlabel="equivariance error, stage 2 (relative)",
+                    ylabel=ACCURACY if first_column else "")
     if not panels:
-        finish_axes(axes[0][0], title="STIR equivariance (Fig. 6)", xlabel="equivariance error (stage 2)",
-                    ylabel="test accuracy [%]", empty_note=f"no runs with {ERRORS_ARTIFACT} yet")
+        finish_axes(axes[0][0], title="STIR equivariance (Fig. 6)", xlabel="equivariance error, stage 2 (relative)",
+                    ylabel=ACCURACY, empty_note=f"no runs with {ERRORS_ARTIFACT} yet")
+    fig.tight_layout()
+    for ax in where.values():
+        legend_below(ax)  # the points fill the panel: the legend goes under it
     csv_path = _write_csv(out / "stir_equivariance.csv", EQUIVARIANCE_COLUMNS,
                           ([r[c] for c in EQUIVARIANCE_COLUMNS] for r in rows))
     return [*save_figure(fig, out, "stir_equivariance"), csv_path]
@@ -213,8 +229,16 @@ def indices_figure(records: Sequence[Mapping], tracking_uri: str, out: Path, *,
         best = _best_with_indices(client, groups[key])
         if best is not None:
             chosen.append((key, *best))
+    # Every (data, scenario) that has one of the models gets a panel per model: a missing one says so.
+    drawn = {key for key, _, _ in chosen}
+    missing = sorted({(data, evaluation, model) for data, evaluation, _ in drawn for model in SUMMARY_INDEX_MODELS} - drawn)
     panels = [(f"{data} · {model}", evaluation) for (data, evaluation, model), _, _ in chosen]
-    fig, axes, where = _grid(panels, width=4.2, height=3.2)
+    fig, axes, where = _grid(sorted(panels + [(f"{d} · {m}", e) for d, e, m in missing]), width=4.2, height=3.2)
+    for data, evaluation, model in missing:
+        ax = where[(f"{data} · {model}", evaluation)]
+        ax.set(xticks=[], yticks=[])
+        finish_axes(ax, title=f"{_panel_title(data, evaluation)} · {model}", xlabel="object scale (px)",
+                    ylabel="output channel (sorted by r)", empty_note=f"no runs with {INDICES_ARTIFACT}")
     rows = []
     for ((data, evaluation, model), record, arrays), panel in zip(chosen, panels):
         ax = where[panel]
@@ -224,17 +248,20 @@ def indices_figure(records: Sequence[Mapping], tracking_uri: str, out: Path, *,
         kernel_sizes = k + 2 * pool2[:, cls, 0, :].astype(int)  # (48 scales, C)
         order, r = channel_order(scales, kernel_sizes)
         low, high = k, max(k + 2, int(kernel_sizes.max()))
+        norm = BoundaryNorm(np.arange(low - 1, high + 2, 2), plt.get_cmap("viridis").N)  # a colour per size k + 2i
         for rank, channel in enumerate(order):
             points = ax.scatter(scales, np.full(len(scales), rank), c=kernel_sizes[:, channel], cmap="viridis",
-                                vmin=low, vmax=high, s=3, zorder=3)
+                                norm=norm, s=3, zorder=3)
             rows.extend((_text(record, "run_id"), model, data, evaluation, cls, 0, int(channel), rank,
                          f"{r[channel]:.4f}", int(s), int(size)) for s, size in zip(scales, kernel_sizes[:, channel]))
-        fig.colorbar(points, ax=ax, label="kernel size")
+        bar = fig.colorbar(points, ax=ax, label="chosen kernel size (px)")
+        bar.set_ticks(range(low, high + 1, 2))  # k + 2i: odd sizes only
         ax.set_yticks([])
         title = f"{_panel_title(data, evaluation)} · {model} (test {_number(record, 'metrics.test_acc'):.1f}%)"
         finish_axes(ax, title=title, xlabel="object scale (px)", ylabel="output channel (sorted by r)")
     if not chosen:
         finish_axes(axes[0][0], title="STIR scale indices (Fig. 7)", xlabel="object scale (px)",
                     ylabel="output channel", empty_note=f"no slice/energy-pool runs with {INDICES_ARTIFACT} yet")
+    fig.tight_layout()
     csv_path = _write_csv(out / "stir_indices.csv", INDEX_COLUMNS, rows)
     return [*save_figure(fig, out, "stir_indices"), csv_path]

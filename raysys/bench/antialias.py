@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from raysys.bench.registry import BenchContext, register_benchmark
+from raysys.bench.registry import BENCHMARKS, BenchContext, register_benchmark
 from raysys.bench.timing import compare, torch_threads
 
 QUICK_ARCHS = ("resnet18", "mobilenet_v2")
@@ -54,13 +54,18 @@ def _bench_forward(ctx: BenchContext) -> None:
         del models, cases
 
 
+def data_params(ctx: BenchContext) -> dict:
+    """``bench data``'s parameters at its defaults (file sizes, ...), with this benchmark's sizes on top."""
+    return {**BENCHMARKS.get("data").full, "jpeg_images": ctx["jpeg_images"], "batch": ctx["data_batch"],
+            "workers": ctx["workers"], "in_process_baseline": False}
+
+
 def _bench_data(ctx: BenchContext) -> None:
     from raysys.bench.data import _jpeg_cases
     from raysys.bench.ray_local import local_ray
     from raysys.bench.result import Goal
 
-    params = {"jpeg_images": ctx["jpeg_images"], "batch": ctx["data_batch"], "workers": ctx["workers"], "in_process_baseline": False}
-    data_ctx = BenchContext(params, ctx.workdir, ctx.result, ctx.quick)
+    data_ctx = BenchContext(data_params(ctx), ctx.workdir, ctx.result, ctx.quick)
     result = ctx.result
     with local_ray(min_cpus=ctx["workers"]):
         samples = compare(_jpeg_cases(data_ctx), repeats=ctx["repeats"], warmup=ctx["warmup"])

@@ -74,6 +74,8 @@ def run_eta(p: Dict[str, Any], total_epochs: int) -> Optional[float]:
 SUMMARY = (
     ("train_loss", "train/loss", "train/loss {:.4f}"),
     ("train_acc", "train/acc", "train/acc {:.1%}"),
+    ("val_loss", "val/loss", "val/loss {:.4f}"),  # a validation pass (STIR's epochs: the val split)
+    ("val_acc", "val/acc", "val/acc {:.1%}"),
     ("test_loss", "test/loss", "test/loss {:.4f}"),
     ("test_acc", "test/acc", "test/acc {:.1%}"),
     ("images_per_sec", "time/images_per_sec", "{:.0f} img/s"),

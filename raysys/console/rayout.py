@@ -11,7 +11,8 @@ By default (no ``--verbose``) a command
   one log file: ``console.log`` beside the run's checkpoints (:func:`attach`), else
   ``runs/logs/<command>-<time>-<pid>.log``; its path is printed once;
 - shows a known harmless message (:data:`BENIGN`: the preemption watcher, Ray Data
-  waiting for CPUs) as one short ``raysys: note: ...`` line naming that file, once;
+  waiting for CPUs, restartable actors' constructor arguments) as one short
+  ``raysys: note: ...`` line naming that file, once;
 - passes each other distinct warning or error on as one ``raysys: Ray warning: ...`` line
   naming that file, at most :data:`MAX_NOTICES` of them, and none after
   :func:`stop` (the command's final line is out).
@@ -47,6 +48,10 @@ _EXPECTED = ("Progress bars disabled", "A new progress UI is available")
 # Ray's warnings that are expected and harmless in raysys's runs: (what the message contains, the friendly
 # notice shown instead, once, naming the log file). Anything else is passed on as a warning.
 BENIGN = (
+    # core_worker.cc: "Actor with class name: '...' and ID: ... has constructor arguments in the object store and
+    # max_restarts > 0 ..." for every restartable actor Ray Train and Tune create (trials, controllers, watchers).
+    ("has constructor arguments in the object store", "Ray notes that a restartable actor keeps its constructor "
+                                                      "arguments in the object store; raysys's runs are unaffected"),
     ("PreemptionWatcher", "Ray Train's preemption watcher could not poll the cluster; training is unaffected"),
     ("does not have any available CPUs", "Ray Data waits for CPUs the training workers hold; it proceeds as they free up"),
     ("Cluster resources are not enough to run any task", "Ray Data waits for free CPUs (workers hold them); "

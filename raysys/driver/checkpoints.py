@@ -191,10 +191,16 @@ def model_family(cfg) -> Optional[str]:
     family = MODELS.family(cfg.model.name)
     if family is None and cfg.paper in families.names():
         family = cfg.paper
-    module = f"{families.__name__}.{family}.original_format" if family else ""
-    if module and importlib.util.find_spec(module) is not None:
-        importlib.import_module(module)  # a family's weights formats, needed only by these commands
+    if family:
+        _import_weights_formats(family)
     return family
+
+
+def _import_weights_formats(family: str) -> None:
+    """Import a family's weights formats (``original_format``), which only these commands need."""
+    module = f"{families.__name__}.{family}.original_format"
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
 
 
 def _default_reader(model: nn.Module, source: str, name: str) -> Dict[str, torch.Tensor]:
@@ -219,11 +225,19 @@ def _write_raysys(model: nn.Module, cfg, out: str) -> Dict[str, Any]:
     return {"weights": str(save_weights(state, out, arch=cfg.model.name)), "tensors": len(state)}
 
 
-def _write_original(model: nn.Module, cfg, out: str) -> Dict[str, Any]:
+def original_family(cfg) -> str:
+    """The family whose original layout ``--format original`` writes; ConfigError for a model without one."""
     family = model_family(cfg)
     if family not in ORIGINAL_FORMATS:
+        for name in families.names():  # every family's format, for the list below
+            _import_weights_formats(name)
         raise ConfigError(f"--format original: model.name={cfg.model.name} (family {family or 'none: a shared model'}) "
                           f"has no original format; families with one: {', '.join(ORIGINAL_FORMATS.names())}")
+    return family
+
+
+def _write_original(model: nn.Module, cfg, out: str) -> Dict[str, Any]:
+    family = original_family(cfg)
     payload = ORIGINAL_FORMATS.get(family)(model, cfg.model.name)
     ckpt.save_atomic(payload, Path(out))
     bare = all(isinstance(v, torch.Tensor) for v in payload.values())
@@ -256,6 +270,8 @@ def export_weights(cfg, checkpoint: str = "", out: str = "", *, run: str = "", f
         raise ConfigError(f"--format: {one_of(fmt, EXPORT_FORMATS)}")
     if bool(checkpoint) == bool(run):
         raise ConfigError("export-weights takes one of --checkpoint PATH or --run RUN_ID_OR_NAME")
+    if fmt == "original":
+        original_family(cfg)  # refused before any checkpoint is read
     with tempfile.TemporaryDirectory() as directory:
         source = run_checkpoint(cfg, run, directory) if run else Path(checkpoint)
         if source.is_dir():

@@ -76,7 +76,7 @@ def _draw(ax, points: List[Point], front: List[str], color: str, name: str, fill
 
 def accuracy_consistency(report, out: Path) -> List[Path]:
     """Consistency against top-1 (ours filled, published hollow) with Pareto fronts; also as CSV."""
-    from pipelines.report.figures import finish_axes, plt, save_figure
+    from pipelines.report.figures import finish_axes, no_runs_entry, plt, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     ours, published = _ours(report), _published(report)
@@ -88,6 +88,11 @@ def accuracy_consistency(report, out: Path) -> List[Path]:
         _draw(ax, ours, ours_front, "tab:blue", "ours", filled=True)
     else:
         ax.text(0.5, 0.1, "no runs with eval_top1 and eval_consistency yet", ha="center", transform=ax.transAxes, fontsize=8)
+    drawn = {label for label, _, _ in ours}
+    for row in report.rows:
+        if ours and row.label not in drawn:
+            no_runs_entry(ax, row.label)
+    ax.margins(x=0.12, y=0.08)  # room for the labels beside the outermost points
     finish_axes(ax, title=report.definition.title, xlabel="ImageNet top-1 accuracy (%)", ylabel="shift consistency (%)")
     by_label: Dict[str, Dict[str, Optional[float]]] = {}
     for name, points, front in (("ours", ours, ours_front), ("published", published, published_front)):

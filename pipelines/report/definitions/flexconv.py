@@ -36,8 +36,11 @@ def kernel_size_table(report) -> Dict[str, Dict[int, List[float]]]:
 
 
 def kernel_sizes(report, out: Path) -> List[Path]:
-    """Learned kernel size per layer (mean over seeds) at the end of training, one line per row."""
-    from pipelines.report.figures import finish_axes, plt, save_figure
+    """Learned kernel size per layer (mean ± std over seeds) at the end of training, one line per row; a row
+    without runs as "x <row>: no runs"."""
+    from matplotlib.ticker import MaxNLocator
+
+    from pipelines.report.figures import finish_axes, no_runs_entry, plt, save_figure
 
     table = kernel_size_table(report)
     with open(out / "kernel_sizes.csv", "w", newline="") as handle:
@@ -48,12 +51,23 @@ def kernel_sizes(report, out: Path) -> List[Path]:
                 std = statistics.stdev(values) if len(values) > 1 else 0.0
                 writer.writerow([label, layer, f"{statistics.fmean(values):.3f}", f"{std:.3f}", len(values)])
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, layers in table.items():
+    for k, (label, layers) in enumerate(table.items()):
         index = sorted(layers)
-        ax.plot(index, [statistics.fmean(layers[i]) for i in index], marker="o", label=label)
-    finish_axes(ax, title=f"{report.definition.title}: learned kernel sizes",
+        mean = [statistics.fmean(layers[i]) for i in index]
+        std = [statistics.stdev(layers[i]) if len(layers[i]) > 1 else 0.0 for i in index]
+        seeds = max(len(v) for v in layers.values())
+        dodge = (k - (len(table) - 1) / 2) * 0.08  # rows side by side at each layer: error bars apart
+        ax.errorbar([i + dodge for i in index], mean, yerr=std, marker="o", capsize=3, label=f"{label} (n={seeds})")
+    for row in report.rows:
+        if not any(seed_run.run_id for seed_run in row.runs):
+            no_runs_entry(ax, row.label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
+    paper = report.definition.title.partition(":")[0]
+    finish_axes(ax, title=f"{paper}: learned kernel sizes at the end of training",
                 xlabel="layer (FlexConv/CKConv, 0 = stem)", ylabel="learned kernel size (pixels)",
                 empty_note="no finished run logged kernel_size_l* metrics")
+    if table and ax.get_legend():
+        ax.get_legend().set_title("mean ± std over seeds", prop={"size": 7})
     return [out / "kernel_sizes.csv", *save_figure(fig, out, "kernel_sizes")]
 
 

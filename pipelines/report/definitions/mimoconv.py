@@ -52,19 +52,25 @@ def mode_points(report) -> Dict[str, List[Tuple[int, float, float, int]]]:
 
 def speed_accuracy(report, out: Path) -> List[Path]:
     """Top-1 against forward throughput per superposition n (speed_accuracy.png/.pdf/.csv)."""
-    from pipelines.report.figures import finish_axes, plt, save_figure
+    from pipelines.report.figures import finish_axes, log_x, no_runs_entry, plt, save_figure
 
     points = mode_points(report)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["row,superposition,top1,images_per_sec,seeds"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, modes in points.items():
-        ax.plot([p[2] for p in modes], [p[1] for p in modes], marker="o", label=label)
+        seeds = max(p[3] for p in modes)
+        ax.plot([p[2] for p in modes], [p[1] for p in modes], marker="o", label=f"{label} ({seeds} seed{'s' if seeds != 1 else ''})")
         for n, top1, speed, seeds in modes:
             ax.annotate(f"n={n}", (speed, top1), textcoords="offset points", xytext=(4, 4), fontsize=7)
             lines.append(f"{label},{n},{top1:.4f},{speed:.2f},{seeds}")
-    ax.set_xscale("log")
-    finish_axes(ax, title=f"{report.definition.title}: speed/accuracy",
+    for row in getattr(report, "rows", ()):
+        if row.label not in points:
+            no_runs_entry(ax, row.label, "no runs" if not row.values else "not evaluated")
+    log_x(ax, [p[2] for modes in points.values() for p in modes])
+    ax.margins(x=0.1, y=0.1)  # room for the n= labels beside the outermost points
+    paper = report.definition.title.partition(":")[0]
+    finish_axes(ax, title=f"{paper}: top-1 against throughput per superposition n",
                 xlabel="forward throughput, images/s per worker (log)", ylabel="test top-1 accuracy (%)",
                 empty_note="no throughput measured yet:\nrun `python -m raysys eval <run>` on the trained runs")
     (out / "speed_accuracy.csv").write_text("\n".join(lines) + "\n")

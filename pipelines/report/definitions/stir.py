@@ -8,7 +8,8 @@ the chosen ``stir-<data>`` sweep and of the last ``stir-lr-selection-<data>``
 sweep, without stale ones (:mod:`pipelines.report.membership`):
 
 - ``table.md/csv``: test accuracy per model and scenario at the kept lr,
-  mean ± std over seeds, missing seeds listed (the engine's table);
+  mean ± std over seeds, missing seeds listed, the original's published mean
+  (:mod:`pipelines.report.stir_published`) beside it (the engine's table);
 - ``clean.csv`` (the kept runs, the original's columns), ``lr_selection.csv``;
 - Fig. 4 ``hyperparams``, Fig. 5 ``generalization``, Table 2 ``time``
   (:mod:`pipelines.report.stir_figures`), Fig. 6 ``stir_equivariance`` and
@@ -22,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from pipelines.report import membership, stir_figures
+from pipelines.report import membership, stir_figures, stir_published
 from pipelines.report.stir_analysis import equivariance_figure, indices_figure
 from pipelines.report.engine import Report, ReportDefinition, RowResult, SeedRun, find_sweep, register_report, write_tables
 from pipelines.report.stir_runs import DATASETS, search_records, select_lr, write_choices_csv, write_clean_csv
@@ -126,7 +127,9 @@ def build_stir_report(definition: ReportDefinition, out: Path, *, data: str, spa
 
     by_config = stir_figures.seeds_present(selection.records)
     lrs = {(c.key[1], c.key[2]): c.lr for c in selection.choices}
-    rows, seen = [], set()
+    paper = {k: v for k, v in stir_published.published(data).items() if (k[3], k[4]) in wanted}
+    cells = stir_published.by_cell(paper)  # (data, model, evaluation) -> the original's result
+    rows, seen, other_lr = [], set(), []
     for setting in settings:
         key = (setting["model"], setting["evaluation"])
         if key in seen:
@@ -144,7 +147,10 @@ def build_stir_report(definition: ReportDefinition, out: Path, *, data: str, spa
                 seed_runs.append(SeedRun(seed, name, record["run_id"], float(record["metrics.test_acc"]), identity=verdict))
         lr = lrs.get(key)
         label = f"{key[0]} scenario {key[1]}" + (f" lr={lr:g}" if lr is not None else "")
-        rows.append(RowResult(label, seed_runs, None))
+        theirs = paper.get((data, *key, setting["kernel_size"], setting["interpolation"]))
+        rows.append(RowResult(label, seed_runs, None if theirs is None else theirs.test_acc_mean))
+        if theirs is not None and lr is not None and lr != theirs.lr:
+            other_lr.append(f"{label} (the original kept lr={theirs.lr:g})")
     used = {seed_run.run_name: seed_run.run_id for row in rows for seed_run in row.runs if seed_run.run_id}
     stale = []
     for record in stale_records:
@@ -157,15 +163,20 @@ def build_stir_report(definition: ReportDefinition, out: Path, *, data: str, spa
     out.mkdir(parents=True, exist_ok=True)
     title = definition.title
     files = write_tables(report, out)
+    if other_lr:
+        with open(out / "table.md", "a") as handle:
+            handle.write(f"\nKept another lr than the original (published: the original's lr): {'; '.join(other_lr)}.\n")
     files.append(write_clean_csv(selection.records, out / "clean.csv"))
     files.append(write_choices_csv(selection.choices, out / "lr_selection.csv"))
-    files += stir_figures.hyperparam_figure(records, selection, out, title=f"{title}: test accuracy per lr (Fig. 4)")
-    files += stir_figures.time_table(selection.records, out, data=data, title=f"{title}: time per epoch (Table 2)")
+    files += stir_figures.hyperparam_figure(records, selection, out, title=f"{title}: test accuracy per lr (Fig. 4)",
+                                            data=data, published=cells)
+    files += stir_figures.time_table(selection.records, out, data=data, title=f"{title}: time per epoch (Table 2)",
+                                     published=cells)
     with _quiet_downloads():
         files += stir_figures.generalization_figure(selection.records, uri, out, data=data,
                                                     title=f"{title}: accuracy per object scale (Fig. 5)")
-        for figure in (equivariance_figure, indices_figure):
-            files += figure(selection.records, uri, out)
+        files += equivariance_figure(selection.records, uri, out, published=cells)
+        files += indices_figure(selection.records, uri, out)
     return report, files
 
 
@@ -175,5 +186,6 @@ for _data in DATASETS:
         title=TITLE.format(data=_data),
         space=f"stir-{_data}.yaml",
         scale=1.0,  # STIR logs accuracies in %
+        published_source=stir_published.SOURCE,
         builder=partial(build_stir_report, data=_data),
     ))

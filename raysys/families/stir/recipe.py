@@ -8,6 +8,8 @@
   scenario's test scales, ``generalization.csv`` every scale.
 - ``stir.shuffle=once``: the train stream reads the original's order (shuffled
   once with seed 42, the same every epoch; ``scenarios.original_train_order``).
+- The console's epoch line names the validation pass ``val/loss``, ``val/acc``
+  (:meth:`StirRecipe.shown_metrics`).
 - Epoch metrics under the original's names and units: ``train_loss``,
   ``train_acc`` (%), ``train_time`` (s), ``val_loss``, ``val_acc`` (%); the
   generic ``test_*`` of the validation pass are renamed, and the generic
@@ -48,6 +50,8 @@ from raysys.families.stir.scenarios import (ALL_SCALES, MAX_SCALE, SHUFFLES, ori
 from raysys.train.recipes.base import RECIPES, Recipe
 
 FINAL_STREAM, FINAL_SPLIT = "final", "test"
+# The epoch's evaluation pass reads the val split: its generic names as the console shows them.
+SHOWN_NAMES = {"test_loss": "val_loss", "test_acc": "val_acc", "test_count": "val_count"}
 
 
 def check_options(cfg) -> None:
@@ -94,6 +98,12 @@ class StirRecipe(Recipe):
             train_rows=rows(data.train_split, data.limit), test_rows=rows(data.test_split, data.test_limit),
             row_filters=filters, row_orders=orders,
         )
+
+    def shown_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """An epoch's metrics for the console's epoch line, in the loop's units: the validation pass as ``val_*``.
+
+        The loop's ``test_*`` of an epoch are the val split's (the test split is read once, at the end)."""
+        return {SHOWN_NAMES.get(name, name): value for name, value in metrics.items()}
 
     def named_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
         out = dict(metrics)

@@ -5,7 +5,7 @@
   ``antialiased/consistency-<arch>``);
 - no evaluation flag -> ``train`` (``antialiased/scratch-<arch>``, or
   ``finetune-resnet50_lpf4`` with ``--finetune``);
-- ``--save_weights P --resume C`` -> ``export-weights``.
+- ``--save_weights P --resume C`` -> ``export-weights --format original`` (the original's layout, docs/weights.md).
 
 ``--pretrained`` and ``--finetune`` use a local file from ``$RAYSYS_WEIGHTS_DIR``
 (default ``./weights``) when it holds one (``<arch>.pth``, the original's file names
@@ -171,7 +171,9 @@ def translate_main(args: Sequence[str]) -> Translation:
         if not a.resume:
             raise ConfigError("main.py --save_weights needs --resume CHECKPOINT (the checkpoint whose weights to save)")
         preset, extra = _preset("eval", a.arch)
-        return Translation("export-weights", preset, [*extra, "--checkpoint", a.resume, "--out", a.save_weights], notes)
+        # The original's --save_weights writes its own layout (with the BlurPool filter buffers).
+        return Translation("export-weights", preset,
+                           [*extra, "--checkpoint", a.resume, "--out", a.save_weights, "--format", "original"], notes)
 
     weights = _initial_weights(a, evaluating)
     if evaluating:

@@ -1,0 +1,1 @@
+"""Published numbers the reports draw beside ours, aggregated from the originals' own result files (README.md)."""
