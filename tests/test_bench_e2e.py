@@ -62,3 +62,16 @@ def test_bench_train_overhead_quick(ray_cluster, tmp_path):
 def test_bench_scaling_quick(ray_cluster, tmp_path):
     result = run_benchmark("scaling", quick=True, workdir=str(tmp_path)).to_json()
     check_figures(result, {"workers=1.images_per_s", "workers=2.images_per_s", "workers=2.wall"}, {"workers=2/workers=1"})
+
+
+@pytest.mark.slow
+def test_bench_sweep_quick(ray_cluster, tmp_path):
+    result = run_benchmark("sweep", quick=True, workdir=str(tmp_path)).to_json()
+    check_figures(
+        result,
+        {"sweep_packed", "sweep_unpacked", "plain_processes", "plain_processes.inside"},
+        {"sweep_packed/plain_processes", "sweep_unpacked/plain_processes", "sweep_packed/sweep_unpacked"},
+    )
+    assert result["ratios"]["sweep_packed/plain_processes"]["goal"] == "<= 1.2"
+    assert result["figures"]["ray_startup"]["values"] == [0.0]  # Ray was already running
+    assert (tmp_path / "stir-emoji" / "emoji.npz").is_file()  # generated, then read by both sides

@@ -245,6 +245,30 @@ def test_actor_argument_warnings_of_every_actor_class_are_one_note(sink, tmp_pat
     assert "restartable actor" in err[0]
 
 
+# What a finished trial's process prints when Tune stops it (lines as Ray forwards them).
+STOPPED_TRIAL = [
+    "Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f27f5f52480>",
+    "Traceback (most recent call last):",
+    '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove',
+    "    def _remove(item, selfref=ref(self)):",
+    '  File "/venv/lib/python3.11/site-packages/ray/_private/worker.py", line 1060, in sigterm_handler',
+    "    raise_sys_exit_with_custom_error_message(",
+    "SystemExit: 1",
+]
+
+
+def test_a_stopped_trials_sigterm_traceback_is_a_note_and_other_tracebacks_stay_errors(sink, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rayout.attach(str(tmp_path))
+    capsys.readouterr()
+    rayout._forwarded({"lines": STOPPED_TRIAL, "pid": 7, "actor_name": "_trial_driver"})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"raysys: note: {rayout.benign(chr(10).join(STOPPED_TRIAL))} [console.log]"] and sink.notices == 0
+    failing = ["Traceback (most recent call last):", '  File "x.py", line 1, in train', "ValueError: bad batch"]
+    rayout._forwarded({"lines": failing, "pid": 8, "actor_name": "RayTrainWorker"})
+    assert capsys.readouterr().err.splitlines() == ["raysys: Ray error (RayTrainWorker): ValueError: bad batch [console.log]"]
+
+
 def test_an_unknown_warning_is_not_benign():
     assert rayout.benign("WARNING: something new went wrong") is None
 

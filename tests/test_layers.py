@@ -65,6 +65,8 @@ LAZY: Dict[Tuple[str, str], str] = {
                                                     "(and `sweep --dry-run`) import launch without it",
     ("raysys.tune.sweep", "raysys.driver.training"): "the training driver imports Ray Data (data.stream): "
                                                      "planning a sweep (`--dry-run`) does not need it",
+    ("raysys.tune.pack", "raysys.driver.pack"): "the pack driver imports Ray Data (data.stream): "
+                                                "planning a sweep (`--dry-run`) does not need it",
 }
 
 

@@ -59,6 +59,24 @@ def test_live_mode_redraws_in_place_and_ends_with_the_summary():
     assert stream.getvalue().rsplit("\x1b[J", 1)[1].splitlines() == summary
 
 
+def test_a_note_during_the_live_table_goes_above_it_and_the_table_is_drawn_again(capsys, monkeypatch):
+    """Any line written while the table is live (a Ray note, a phase) must not break the in-place redraw."""
+    from raysys.console.lines import note
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: SimpleNamespace(columns=40, lines=20))
+    t = SweepTable([TableRow("a-" + "x" * 50, "a", 0)], live=True)  # its stream: sys.stderr, as in a sweep
+    t.started("a-" + "x" * 50)
+    note("Ray warning: something")
+    t.close()
+    out = capsys.readouterr().err
+    drawing, rest = out.split("\x1b[2F\x1b[J", 1)  # the note first takes the 2-line table off the screen
+    assert all(len(line) <= 39 for line in drawing.splitlines())  # no line wraps at 40 columns
+    assert rest.startswith("raysys: Ray warning: something\nsweep: 1 running\n")  # then the table again, under it
+    assert rest.rsplit("\x1b[J", 1)[1].startswith("sweep summary (1 runs):")
+    note("after the sweep")  # a closed table is not drawn again
+    assert capsys.readouterr().err == "raysys: after the sweep\n"
+
+
 def test_unknown_rows_are_ignored():
     t, stream = table()
     t.started("not-a-row")

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
+from typing import List, Optional, Protocol
 
 VERBOSE_ENV = "RAYSYS_VERBOSE"  # inherited by a sweep's trial processes
 _START = time.monotonic()
@@ -47,10 +48,40 @@ def _write(line: str) -> None:
         sys.stderr.flush()
 
 
+class LiveDisplay(Protocol):
+    """A drawing kept at the bottom of the terminal (the sweep table): moved out of the way of a line."""
+
+    def erase(self) -> None: ...
+
+    def redraw(self) -> None: ...
+
+
+_LIVE: List[LiveDisplay] = []
+
+
+def show_live(display: LiveDisplay) -> None:
+    """``display`` is drawn at the bottom now: lines written through :func:`clear_live` go above it."""
+    if display not in _LIVE:
+        _LIVE.append(display)
+
+
+def hide_live(display: LiveDisplay) -> None:
+    if display in _LIVE:
+        _LIVE.remove(display)
+
+
 @contextmanager
-def clear_live():
-    """Write a line while tqdm bars are live: they are cleared first and drawn again after."""
+def clear_live(writer: Optional[LiveDisplay] = None):
+    """Write a line while live displays are drawn: tqdm bars and the displays of :func:`show_live` (other
+    than ``writer``, the one writing) are cleared first and drawn again after."""
     tqdm = sys.modules.get("tqdm")
     live = tqdm is not None and getattr(tqdm.tqdm, "_instances", None)
-    with (tqdm.tqdm.external_write_mode(file=sys.stderr) if live else nullcontext()):
-        yield
+    others = [display for display in _LIVE if display is not writer]
+    for display in others:
+        display.erase()
+    try:
+        with (tqdm.tqdm.external_write_mode(file=sys.stderr) if live else nullcontext()):
+            yield
+    finally:
+        for display in others:
+            display.redraw()

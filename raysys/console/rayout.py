@@ -57,6 +57,9 @@ BENIGN = (
     ("Cluster resources are not enough to run any task", "Ray Data waits for free CPUs (workers hold them); "
                                                           "it proceeds as they free up"),
     ("maximum expected startup concurrency", "Ray started many worker processes at once (normal at a sweep's start)"),
+    # Tune stops a finished trial's process with SIGTERM; Ray's handler raises SystemExit inside Python's cleanup,
+    # which prints "Exception ignored in: ... sigterm_handler ... SystemExit: 1".
+    ("in sigterm_handler", "Ray stopped a finished trial's process (SIGTERM) during its clean-up; its run is unaffected"),
 )
 _NUMBERS = re.compile(r"\d+|0x[0-9a-fA-F]+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -271,8 +274,8 @@ def _forwarded(data: dict) -> None:
     if data.get("pid") == "raylet":  # an error Ray published to the driver: its first line says what
         _SINK.notice("error (raylet)", lines[0])
         return
-    if "Traceback (most recent" in text:
-        _SINK.notice(f"error ({who or 'worker'})", _exception_line(lines))
+    if "Traceback (most recent" in text:  # a known harmless traceback (BENIGN) is matched on its whole text
+        _SINK.notice(f"error ({who or 'worker'})", text if benign(text) else _exception_line(lines))
         return
     for line in lines:
         if _SEVERE.search(line) or benign(line):

@@ -8,11 +8,12 @@ comes as it is shown (e.g. ``test/acc``): this module knows no metric names.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from raysys.console.lines import clear_live, elapsed
+from raysys.console.lines import clear_live, elapsed, hide_live, show_live
 
 STATES = ("queued", "running", "finished", "failed", "skipped")
 REASON_WIDTH = 60  # characters of a failure's first line in the live table (the summary has the line)
@@ -109,25 +110,39 @@ class SweepTable:
         return out
 
     def draw(self) -> None:
-        """Redraw the live table over the last drawing."""
-        lines = self.lines()
+        """Redraw the live table over the last drawing; other lines (notes, phases) now go above it."""
+        # A line wider than the terminal would wrap and break the count of lines to move back over.
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = [line if len(line) <= width else line[:width - 3] + "..." for line in self.lines()]
         up = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
-        with clear_live():
+        with clear_live(writer=self):
             self.stream.write(up + "".join(line + "\n" for line in lines))
             self.stream.flush()
         self._drawn = len(lines)
+        show_live(self)
+
+    def erase(self) -> None:
+        """Take the live drawing off the terminal (a line is about to be written where it was)."""
+        if self._drawn:
+            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
+            self.stream.flush()
+            self._drawn = 0
+
+    def redraw(self) -> None:
+        if not self._closed:
+            self.draw()
 
     def close(self) -> None:
         """Write the summary (in place of the live table); nothing changes after."""
         if self._closed:
             return
         self._closed = True
-        if self.live and self._drawn:
-            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
+        hide_live(self)
+        if self.live:
+            self.erase()
         self._write(self.summary())
 
     def _write(self, lines: List[str]) -> None:
-        with clear_live():
+        with clear_live(writer=self):
             self.stream.write("".join(line + "\n" for line in lines))
             self.stream.flush()

@@ -310,9 +310,10 @@ def _train_eval_data_config_cls():
     return TrainEvalDataConfig
 
 
-def train_eval_data_config():
-    """The DataConfig raysys trains with (see ``TrainEvalDataConfig``)."""
-    return _train_eval_data_config_cls()()
+def train_eval_data_config(equal_split: Sequence[str] = ("train",)):
+    """The DataConfig raysys trains with (see ``TrainEvalDataConfig``): ``equal_split`` names the train streams
+    (a pack of runs has one per run, raysys/train/pack.py)."""
+    return _train_eval_data_config_cls()(tuple(equal_split))
 
 
 def iter_batches(

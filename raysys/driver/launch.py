@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import raysys
 from raysys.config.loader import paper_titles
 from raysys.console import phase, rayout
+from raysys.errors import ConfigError
 from raysys.driver import record as rec
 from raysys.track import identity, runs
 from raysys.track.uri import check_reachable, redact
@@ -41,6 +42,19 @@ def check_before_ray(cfg: DictConfig) -> None:
     preflight.check_values(cfg)
     check_gpu_share(cfg.scaling.num_workers, cfg.scaling.gpus_per_worker)
     preflight.check_local_capacity(cfg)  # a local Ray only: a cluster is checked once joined
+
+
+def check_packable(cfgs: Sequence[DictConfig]) -> None:
+    """ConfigError, in one line, for a run that a pack of seeds (a sweep's ``seeds_per_trial`` > 1) cannot train."""
+    for cfg in cfgs:
+        where = f"seeds_per_trial > 1, run {cfg.run_name}"
+        if not cfg.tracking.enabled:
+            raise ConfigError(f"{where}: needs tracking.enabled=true (the driver opens each seed's run)")
+        if OmegaConf.select(cfg, "evaluate.after_training"):
+            raise ConfigError(f"{where}: evaluate.after_training is not run inside a pack; use seeds_per_trial=1")
+        if "://" in str(cfg.checkpoint.storage_path):
+            raise ConfigError(f"{where}: checkpoint.storage_path={cfg.checkpoint.storage_path} is a URI; a pack keeps "
+                              "each seed's checkpoints in a local or shared folder; use seeds_per_trial=1")
 
 
 def find_target(cfg: DictConfig, kind: str = "train") -> Target:
@@ -113,9 +127,12 @@ def worker_config(cfg: DictConfig) -> Dict[str, Any]:
 
 def trainer(
     entry: Callable[[Dict[str, Any]], None], loop_config: Dict[str, Any], cfg: DictConfig, *, name: str, use_gpu: bool,
-    datasets: Dict[str, Any], callbacks: Sequence[Any] = (), checkpoint_config: Any = None,
+    datasets: Dict[str, Any], callbacks: Sequence[Any] = (), checkpoint_config: Any = None, dataset_config: Any = None,
 ):
-    """A TorchTrainer for ``entry`` with the run's scaling, storage and failure settings."""
+    """A TorchTrainer for ``entry`` with the run's scaling, storage and failure settings.
+
+    ``dataset_config``: how the datasets split across workers (default: ``train`` equally, the rest exactly).
+    """
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -133,5 +150,5 @@ def trainer(
             callbacks=list(callbacks) or None,
         ),
         datasets=datasets,
-        dataset_config=train_eval_data_config(),
+        dataset_config=dataset_config if dataset_config is not None else train_eval_data_config(),
     )

@@ -19,6 +19,11 @@ After the last epoch rank 0 sends what the recipe logged at the end (params, tag
 artifacts as file bytes with their artifact path: STIR's ``generalization.csv`` and
 ``errors.npz``) and the final metrics; the driver logs them with its client, in
 the order they came, retrying like the epochs.
+
+A pack (several runs one after another in one worker group, :mod:`raysys.train.pack`) shares
+one feed: rank 0 sends ``("begin_run", index)`` before a run's messages and
+``("end_run", index, checkpoint, metrics)`` after them, and the driver's :class:`PackFeed`
+logs each run's messages into that run.
 """
 from __future__ import annotations
 
@@ -86,6 +91,16 @@ class FeedSender:
 
     def artifact(self, artifact_file: str, data: bytes) -> None:
         self.send([("artifact", str(artifact_file), bytes(data))])
+
+    def begin_run(self, index: int) -> None:
+        """The messages that follow belong to run ``index`` of a pack."""
+        if self.queue is not None:
+            self.queue.put(("begin_run", int(index)))
+
+    def end_run(self, index: int, checkpoint: str, metrics: Dict[str, Any]) -> None:
+        """Run ``index`` of a pack ended: its newest checkpoint folder and its last reported metrics."""
+        if self.queue is not None:
+            self.queue.put(("end_run", int(index), str(checkpoint), dict(metrics)))
 
 
 class ProgressTicker:
@@ -286,3 +301,25 @@ class EpochFeed:
         if self.display is not None:
             self.display.close()
         ray.kill(self.queue.actor)
+
+
+class PackFeed(EpochFeed):
+    """The feed of a pack: ``begin_run`` and ``end_run`` switch the run that the messages between them go to.
+
+    ``begin(index)`` returns the run's :class:`EpochLog` (the driver opens its MLflow run);
+    ``end(index, checkpoint, metrics, log)`` closes it. Messages outside a run are dropped.
+    """
+
+    def __init__(self, uri: str, begin: Callable[[int], EpochLog],
+                 end: Callable[[int, str, Dict[str, Any], EpochLog], None]):
+        super().__init__(uri, "", progress=False)
+        self._begin, self._end = begin, end
+
+    def receive(self, message: tuple) -> None:
+        if message[0] == "begin_run":
+            self.log = self._begin(message[1])
+        elif message[0] == "end_run":
+            ended, self.log = self.log, EpochLog(self.log.uri, "")
+            self._end(message[1], message[2], message[3], ended)
+        else:
+            super().receive(message)

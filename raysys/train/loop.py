@@ -7,6 +7,10 @@ of the test split, all-reduce the sums, report a checkpoint to Ray Train, and
 hooks are called at named moments (:mod:`raysys.train.recipes`) and whose state
 is part of every checkpoint. The worker never imports MLflow: what a recipe
 logs (final metrics, params, tags, artifacts) goes to the driver through the feed.
+
+The loop reads its checkpoint and datasets and reports its epochs through a session:
+Ray Train's own for a run of its own (:class:`RayTrainSession`), or one run's session
+inside a pack of runs (:mod:`raysys.train.run_folder`, a sweep's ``seeds_per_trial``).
 """
 from __future__ import annotations
 
@@ -62,6 +66,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class RayTrainSession:
+    """Where the loop gets its checkpoint and datasets and reports its epochs: Ray Train's session, as is."""
+
+    def get_checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def get_dataset_shard(self, name: str):
+        import ray.train
+
+        return ray.train.get_dataset_shard(name)
+
+    def report(self, metrics: Dict[str, Any], checkpoint=None) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
 class WorkerContext:
     """What one worker needs: rank, device, data format and the run's identity."""
 
@@ -77,6 +100,8 @@ class WorkerContext:
         self.spec = InputSpec(**loop_config["input"])
         self.train_rows = int(loop_config["train_rows"])
         self.run_id = loop_config.get("run_id", "")  # "" when the run is not tracked
+        # Whether rank 0's logging reaches a run: its id, or a run the driver opens when it begins (a pack's).
+        self.tracked = bool(self.run_id or loop_config.get("tracked", False))
         self.feed = loop_config.get("feed")  # raysys.train.feed: a Ray queue to the driver, or None
         self.progress = bool(loop_config.get("progress", False))  # the driver shows progress inside epochs
         self.shuffle_rows = int(loop_config.get("shuffle_rows", 0))
@@ -133,11 +158,11 @@ class EpochRunner:
     sends to the driver with the final metrics (:attr:`has_run`: whether they reach a run).
     """
 
-    def __init__(self, wc: WorkerContext, feed: Optional[FeedSender] = None):
-        import ray.train
+    def __init__(self, wc: WorkerContext, feed: Optional[FeedSender] = None, session: Any = None):
         import ray.train.torch
 
         self.wc = wc
+        self.session = session if session is not None else RayTrainSession()
         cfg = wc.cfg
         self.recipe = build_recipe(cfg)
         wc.batch_factor, wc.passes = self.recipe.batch_size_factor(), self.recipe.passes_per_epoch()
@@ -153,8 +178,8 @@ class EpochRunner:
         self.phase_index = -1
         self.start_phase(0)
         self.scaler = torch.amp.GradScaler("cuda", enabled=wc.amp)
-        self.train_shard = ray.train.get_dataset_shard("train")
-        self.test_shard = ray.train.get_dataset_shard("test")
+        self.train_shard = self.session.get_dataset_shard("train")
+        self.test_shard = self.session.get_dataset_shard("test")
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
         self.feed = feed
@@ -361,12 +386,10 @@ class EpochRunner:
                                 correct5 / max(seen, 1) if top5 else None)
 
     def _shard(self, stream: str):
-        import ray.train
-
         if stream == "test":
             return self.test_shard
         if stream not in self._shards:
-            self._shards[stream] = ray.train.get_dataset_shard(stream)
+            self._shards[stream] = self.session.get_dataset_shard(stream)
         return self._shards[stream]
 
     def all_reduce(self, values: List[float]) -> List[float]:
@@ -377,7 +400,7 @@ class EpochRunner:
     @property
     def has_run(self) -> bool:
         """Whether this worker's :meth:`log_params`, :meth:`set_tags`, :meth:`log_artifact` reach an MLflow run."""
-        return self.wc.rank == 0 and bool(self.wc.run_id) and self.feed is not None and self.feed.queue is not None
+        return self.wc.rank == 0 and self.wc.tracked and self.feed is not None and self.feed.queue is not None
 
     def log_params(self, params: Dict[str, Any]) -> None:
         if self.has_run:
@@ -393,9 +416,12 @@ class EpochRunner:
             self.outbox.append(("artifact", str(artifact_file), bytes(data)))
 
 
-def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
-    """Ray Train entry point: resume if a checkpoint exists, then run the epochs."""
-    import ray.train
+def train_loop_per_worker(loop_config: Dict[str, Any], session: Any = None) -> None:
+    """Ray Train entry point: resume if a checkpoint exists, then run the epochs.
+
+    ``session`` (default: Ray Train's, :class:`RayTrainSession`) gives the checkpoint and
+    datasets and takes the reports: a pack passes each of its runs' own.
+    """
     from ray.train import Checkpoint
 
     wc = WorkerContext(loop_config)
@@ -404,8 +430,8 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
     threads = cfg.scaling.torch_threads or cfg.scaling.cpus_per_worker
     torch.set_num_threads(max(1, int(threads)))
     feed = FeedSender(wc.feed) if wc.rank == 0 else None
-    runner = EpochRunner(wc, feed)
-    latest = ray.train.get_checkpoint()
+    runner = EpochRunner(wc, feed, session)
+    latest = runner.session.get_checkpoint()
     if latest is not None:
         with latest.as_directory() as directory:
             runner.restore(ckpt.load_file(Path(directory)), source=f"{latest.path}")
@@ -431,12 +457,12 @@ def train_loop_per_worker(loop_config: Dict[str, Any]) -> None:
             if wc.rank == 0 and ((epoch + 1) % cfg.checkpoint.every_epochs == 0 or run_phases.ends_phase(runner.phases, epoch)):
                 ckpt.save_atomic(runner.state(epoch + 1), Path(directory) / ckpt.STATE_FILE)
                 checkpoint = Checkpoint.from_directory(directory)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            runner.session.report(metrics, checkpoint=checkpoint)
         if feed and checkpoint is not None:
             # Only checkpointed epochs reach MLflow: a re-done epoch is never logged twice.
             feed.epochs(runner.history)
         if feed and wc.progress:
-            feed.shown(generic)
+            feed.shown(runner.recipe.shown_metrics(generic))
         if runner.recipe.should_stop:
             break
     _finish_run(runner, feed)
@@ -448,8 +474,6 @@ def _finish_run(runner: EpochRunner, feed: Optional[FeedSender]) -> None:
     The final checkpoint first; then rank 0 sends what the recipe logged (params, tags,
     artifacts) and the final metrics to the driver.
     """
-    import ray.train
-
     from ray.train import Checkpoint
 
     runner.recipe.on_train_end(runner.bare)
@@ -465,7 +489,7 @@ def _finish_run(runner: EpochRunner, feed: Optional[FeedSender]) -> None:
         if runner.wc.rank == 0:
             ckpt.save_atomic(runner.state(step), Path(directory) / ckpt.STATE_FILE)
             checkpoint = Checkpoint.from_directory(directory)
-        ray.train.report({"epoch": step, **final}, checkpoint=checkpoint)
+        runner.session.report({"epoch": step, **final}, checkpoint=checkpoint)
     if feed:
         feed.send(runner.outbox)
         feed.final(step, final)

@@ -28,7 +28,7 @@ from raysys.train.preflight import check_values
 
 SPACE_FIELDS = (
     "name", "description", "report", "experiment", "presets", "preset", "overrides",
-    "grid", "random", "num_samples", "random_seed", "seeds", "max_concurrent",
+    "grid", "random", "num_samples", "random_seed", "seeds", "max_concurrent", "seeds_per_trial",
 )
 
 
@@ -63,6 +63,8 @@ class Space:
     experiment: str = ""
     description: str = ""
     max_concurrent: int = 0
+    # Seeds of one row trained one after another in one Tune trial (one Ray Train worker group): raysys/tune/pack.py.
+    seeds_per_trial: int = 1
     source: Dict[str, Any] = field(default_factory=dict)
 
     def trials(self) -> List[Trial]:
@@ -140,6 +142,7 @@ def _override_text(key: str, value: Any) -> str:
 
 RANDOM_KINDS = ("choice", "uniform", "loguniform", "randint")
 MAX_CONCURRENT_MEANING = "0 = as many trials as the cluster holds"
+SEEDS_PER_TRIAL_MEANING = "the seeds of one row that one Tune trial trains one after another; 1 = one seed per trial"
 
 
 def _is_number(value: Any) -> bool:
@@ -316,7 +319,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = (), *, check_trials:
         name=str(data.get("name") or path.stem), rows=_expand(data), seeds=_seeds(data.get("seeds", [0])),
         report=str(data.get("report", "")), experiment=str(data.get("experiment", "")),
         description=str(data.get("description", "")), max_concurrent=check_max_concurrent(data.get("max_concurrent", 0)),
-        source=data,
+        seeds_per_trial=_int_field(data, "seeds_per_trial", 1, 1, SEEDS_PER_TRIAL_MEANING), source=data,
     )
     if not space.seeds:
         raise ConfigError(f"tune space {path}: 'seeds' is empty")

@@ -3,7 +3,9 @@
 The sweep is an MLflow parent run; each trial is a child run made by the same
 ``run_training`` as ``raysys train``, so names, params and metrics match. A
 (config, seed) whose run already FINISHED is not trained again; a failed or
-interrupted one is re-run and resumes from its Ray Train checkpoint.
+interrupted one is re-run and resumes from its Ray Train checkpoint. With
+``seeds_per_trial: k`` a trial trains k seeds of one row one after another
+(:mod:`raysys.tune.pack`); each seed is still its own run.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from raysys.train.locations import pin_locations
 from raysys.train.devices import gpus_needed
 from raysys.train.session import ensure_ray, wants_gpu
 from raysys.train.storage import check_shared_storage
+from raysys.tune.pack import pack_driver, pack_param, packs, seed_outcome
 from raysys.tune.space import Space, Trial, labelled_run_name, reseeded, row_slug, unlabelled_run_name
 from raysys.tune.table import make_table, metric_value, tune_callback, tune_output_to_log
 
@@ -252,6 +255,8 @@ def run_sweep(space: Space, *, max_concurrent: int = 0, overrides: Sequence[str]
     if pending:  # before the parent run opens: a refused sweep leaves nothing RUNNING
         for cfg in {c.run_name: c for _, c, _ in pending}.values():
             launch.check_before_ray(cfg)
+        if space.seeds_per_trial > 1:
+            launch.check_packable([c for _, c, _ in pending])
         phase(f"sweep {space.name}: {len(pending)} trials to train ({len(done)} finished); starting Ray")
         ensure_ray(min_cpus=max(c.scaling.num_workers * c.scaling.cpus_per_worker for _, c, _ in pending) + 1)
         rayout.attach(f"{configs[0].checkpoint.storage_path}/sweep-{space.name}")  # beside Tune's trial folders
@@ -337,17 +342,21 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
 
     configs = [cfg for _, cfg, _ in pending]
     concurrency = running_limit(max_concurrent, default_concurrency(configs), space.name)
+    packed = space.seeds_per_trial > 1
+    if packed:
+        grouped = packs(pending, space.seeds_per_trial)
+        log.info("sweep %s: %d seeds in %d trials of up to %d seeds each", space.name, len(pending), len(grouped),
+                 space.seeds_per_trial)
+        trials = [pack_param(group, parent_id, {ROW_TAG: group[0][0].label}) for group in grouped]
+    else:
+        trials = [{"config": OmegaConf.to_container(cfg), "parent_run_id": parent_id, "name": cfg.run_name, "row": trial.label}
+                  for trial, cfg, _ in pending]
     log.info("sweep %s: up to %d trials at once", space.name, concurrency)
-    param_space = {
-        "trial": tune.grid_search([
-            {"config": OmegaConf.to_container(cfg), "parent_run_id": parent_id, "name": cfg.run_name, "row": trial.label}
-            for trial, cfg, _ in pending
-        ])
-    }
+    param_space = {"trial": tune.grid_search(trials)}
     tuner = tune.Tuner(
         # The trial only drives its TorchTrainer, which reserves the workers' CPUs;
         # Tune refuses an empty request, so the driver asks for some memory.
-        tune.with_resources(_trial_driver, TRIAL_DRIVER_RESOURCES),
+        tune.with_resources(pack_driver if packed else _trial_driver, TRIAL_DRIVER_RESOURCES),
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(
@@ -360,14 +369,17 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
         grid = tuner.fit()
     by_name = {}
     for result in grid:
-        name = result.config["trial"]["name"]
-        by_name[name] = reason_from_text(str(result.error), type(result.error).__name__) if result.error else ""
+        reason = reason_from_text(str(result.error), type(result.error).__name__) if result.error else ""
+        for name in result.config["trial"].get("names", [result.config["trial"]["name"]]):
+            by_name[name] = reason
     outcomes = []
     for trial, cfg, _ in pending:
         reason = by_name.get(cfg.run_name, "the trial did not run")
         found = record.lookup(uri, exp_id, cfg)
         run_id = found.run.info.run_id if found.run else ""
         status = "failed" if reason else "finished"
+        if packed:  # a pack's error belongs to the seed it stopped in; seeds before it FINISHED
+            status, reason = seed_outcome(found, reason)
         outcomes.append(TrialOutcome(trial, cfg.run_name, status, reason, _final_accuracy(uri, run_id), run_id))
     return outcomes
 

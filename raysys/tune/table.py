@@ -1,8 +1,10 @@
 """The sweep's live table fed by Ray Tune: a Tune callback on the sweep's driver.
 
-Each Tune trial trains one run; its results are Ray Train's epoch reports (through
-``TuneReportCallback``). The callback turns Tune's events into the table's
-(:mod:`raysys.console.sweep_table`); the sweep closes the table with what MLflow holds.
+Each Tune trial trains one run, or a pack of runs one after another (``seeds_per_trial``,
+whose reports name their run: :data:`raysys.train.run_folder.RUN_NAME_KEY`); its results
+are Ray Train's epoch reports (through ``TuneReportCallback``). The callback turns Tune's
+events into the table's (:mod:`raysys.console.sweep_table`); the sweep closes the table
+with what MLflow holds.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from raysys.console import is_verbose, rayout
 from raysys.console.sweep_table import SweepTable, TableRow
 from raysys.driver.failure import reason_from_text
 from raysys.track import metric_names, runs
+from raysys.train.run_folder import RUN_NAME_KEY
 
 TABLE_METRIC = "test/acc"  # the metric each row shows
 
@@ -49,19 +52,29 @@ def trial_error(trial) -> str:
 
 
 def tune_callback(table: SweepTable):
-    """A ``ray.tune.Callback`` that tells ``table`` each trial's start, epochs, end and failure."""
+    """A ``ray.tune.Callback`` that tells ``table`` each trial's start, epochs, end and failure.
+
+    A pack's trial moves from run to run: a report naming another run ends the one before.
+    """
     import ray.tune
 
+    current: Dict[int, str] = {}  # trial -> the run it trains now (a pack's changes)
+
     def key(trial) -> str:
-        return str(trial.config["trial"]["name"])
+        return current.get(id(trial), str(trial.config["trial"]["name"]))
 
     class TableCallback(ray.tune.Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
             table.started(key(trial))
 
         def on_trial_result(self, iteration, trials, trial, result: Dict[str, Any], **info):
+            name = str(result.get(RUN_NAME_KEY) or key(trial))
+            if name != key(trial):
+                table.finished(key(trial))  # with its latest value
+                current[id(trial)] = name
+                table.started(name)
             if "epoch" in result:
-                table.epoch(key(trial), int(result["epoch"]), value=metric_value(result))
+                table.epoch(name, int(result["epoch"]), value=metric_value(result))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             table.finished(key(trial), metric_value(trial.last_result or {}))

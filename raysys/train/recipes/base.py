@@ -81,6 +81,10 @@ class Recipe:
         """An epoch's metrics as logged (STIR: the original's names and units)."""
         return metrics
 
+    def shown_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """An epoch's metrics for the console's epoch line, in the loop's names and units (STIR: its val pass)."""
+        return metrics
+
     @property
     def should_stop(self) -> bool:
         """Whether the run stops before its next epoch (early stopping; also true after resuming a stopped run)."""
