@@ -123,3 +123,22 @@ def test_raysys_train_on_jpeg_shards(tmp_path, ray_cluster):
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/count"] == 9  # every validation image, counted once
     assert 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_bench_collate_stages_build_the_collators_batch():
+    """``bench data``'s per-step timing (jpeg.stage.*) does the stream's work: the same batch, bit for bit."""
+    from collections import defaultdict
+
+    from raysys.bench.jpeg_stages import STAGES, CollateStages
+    from raysys.data.augment import AUGMENTS, to_normalized_float
+
+    table = pa.table({"image": pa.array([jpeg_bytes(90, 70, s) for s in range(5)], pa.binary())})
+    stages = CollateStages([table.slice(0, 3), table.slice(3)], 32, IMAGENET_MEAN, IMAGENET_STD)
+    seconds = defaultdict(float)
+    staged = stages.batch(table, torch.Generator().manual_seed(4), seconds)
+    generator = torch.Generator().manual_seed(4)
+    pixels = AUGMENTS.get("imagenet")(decode_batch(table.column("image"), 32, "random-resized", generator), generator)
+    assert torch.equal(staged, to_normalized_float(pixels, IMAGENET_MEAN, IMAGENET_STD))
+    assert set(seconds) == set(STAGES)
+    assert stages() == 5 and stages() == 5
+    assert all(len(stages.cpu_ms[stage]) == 2 for stage in STAGES) and stages.cpu_ms["decode"][0] > 0

@@ -13,6 +13,8 @@ Both sides read the same files and do the same work per image:
   the shards' bytes: full size (``decode_jpeg``) and as draft mode decodes for
   RandomResizedCrop(224) (each image at the smallest DCT scale its crop allows),
   with the share of images that crop allowed to decode reduced.
+* Where the stream's collate spends it: CPU ms per image of each of its steps on
+  one thread (``jpeg.stage.*``; :mod:`raysys.bench.jpeg_stages`), beside the floor.
 
 Batches of ``batch`` normalised float images; ``workers`` CPU workers on each side:
 DataLoader worker processes, and Ray Data collate threads on a Ray of that many CPUs.
@@ -86,15 +88,20 @@ def _jpeg_cases(ctx: BenchContext) -> dict:
     return cases
 
 
-def shard_jpegs(shards: Path) -> List[torch.Tensor]:
-    """The train split's encoded JPEGs, as the stream reads them."""
+def shard_table(shards: Path):
+    """The train split's ``image`` column as one Arrow table, as the stream reads it."""
     import pyarrow.parquet as pq
 
-    from raysys.data.jpeg import encoded_tensors
     from raysys.data.shards import load_manifest, shard_files
 
-    files = shard_files(str(shards), load_manifest(str(shards)), "train")
-    return encoded_tensors(pq.read_table(files, columns=["image"]).column("image"))
+    return pq.read_table(shard_files(str(shards), load_manifest(str(shards)), "train"), columns=["image"])
+
+
+def shard_jpegs(shards: Path) -> List[torch.Tensor]:
+    """The train split's encoded JPEGs, as the stream reads them."""
+    from raysys.data.jpeg import encoded_tensors
+
+    return encoded_tensors(shard_table(shards).column("image"))
 
 
 class DecodeOnly:
@@ -126,14 +133,28 @@ class DecodeOnly:
 
 
 def _decode_floor(ctx: BenchContext) -> None:
+    from raysys.bench.jpeg_stages import STAGES, CollateStages
+    from raysys.data.formats.base import IMAGENET_MEAN, IMAGENET_STD
+    from raysys.data.jpeg import encoded_tensors
+
     result = ctx.result
-    blobs = shard_jpegs(ctx.workdir / "imagenet-shards")
+    table = shard_table(ctx.workdir / "imagenet-shards")
+    blobs = encoded_tensors(table.column("image"))
+    batches = [table.slice(start, ctx["batch"]) for start in range(0, table.num_rows, ctx["batch"])]
+    stages = CollateStages(batches, CROP, IMAGENET_MEAN, IMAGENET_STD)
     cases = {"jpeg.decode_full": DecodeOnly(blobs, draft=False), "jpeg.decode_draft": DecodeOnly(blobs, draft=True)}
-    samples = compare(cases, repeats=ctx["repeats"], warmup=ctx["warmup"])
-    for name, sample in samples.items():
-        result.add_figure(name, "images/s", sample.rate().values, "decoding alone, one thread of this process")
+    samples = compare({**cases, "jpeg.stages": stages}, repeats=ctx["repeats"], warmup=ctx["warmup"])
+    for name in cases:
+        result.add_figure(name, "images/s", samples[name].rate().values, "decoding alone, one thread of this process")
         timed = cases[name].cpu_ms[ctx["warmup"]:]  # the timed passes, after the warm-up ones
         result.add_figure(f"{name}.cpu", "CPU ms/image", timed, "decoding alone: this thread's CPU time")
+    totals = [0.0] * ctx["repeats"]
+    for stage in STAGES:
+        timed = stages.cpu_ms[stage][ctx["warmup"]:]
+        totals = [total + value for total, value in zip(totals, timed)]
+        result.add_figure(f"jpeg.stage.{stage.replace(' ', '_')}.cpu", "CPU ms/image", timed,
+                          "one step of the stream's collate, one thread (thread CPU time)")
+    result.add_figure("jpeg.stages.cpu", "CPU ms/image", totals, "the collate's steps together, one thread")
     reductions = cases["jpeg.decode_draft"].reductions
     reduced = sum(r > 1 for r in reductions) / max(1, len(reductions))
     result.add_figure("jpeg.draft_reduced_share", "% of images", [100 * reduced],
