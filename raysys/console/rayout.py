@@ -274,8 +274,12 @@ def _forwarded(data: dict) -> None:
     if data.get("pid") == "raylet":  # an error Ray published to the driver: its first line says what
         _SINK.notice("error (raylet)", lines[0])
         return
-    if "Traceback (most recent" in text:  # a known harmless traceback (BENIGN) is matched on its whole text
-        _SINK.notice(f"error ({who or 'worker'})", text if benign(text) else _exception_line(lines))
+    if "Traceback (most recent" in text:
+        friendly = benign(text)  # a known harmless traceback (BENIGN) is matched on its whole text
+        if friendly is not None:
+            _SINK.benign(friendly)
+        else:
+            _SINK.notice(f"error ({who or 'worker'})", _exception_line(lines))
         return
     for line in lines:
         if _SEVERE.search(line) or benign(line):

@@ -22,12 +22,10 @@ from raysys.console import phase, rayout
 from raysys.data.jpeg import check_device_available
 from raysys.data.stream import build_datasets, materialize_limit_bytes, shuffle_buffer_rows, train_eval_data_config
 from raysys.driver import launch
-from raysys.driver.record import CHECKPOINT_DIR_TAG, RunRecord, guarded
-from raysys.driver.training import DataPlan, already_finished, plan_data
+from raysys.driver.record import RunRecord, guarded
+from raysys.driver.training import DataPlan, already_finished, close_finished, finished_summary, plan_data, record_config
 from raysys.errors import TrainingError
-from raysys.track import identity, runs
-from raysys.track.uri import redact
-from raysys.train import checkpoint as ckpt
+from raysys.track import identity
 from raysys.train.feed import EpochLog, PackFeed
 from raysys.train.pack import train_pack_per_worker
 from raysys.train.phases import total_epochs
@@ -138,8 +136,7 @@ class _Opener:
                                                tags={**launch.run_tags(cfg, self.device), **self.tags},
                                                parent_run_id=self.parent_run_id)
             self.guards.enter_context(member.record.guard())  # FAILED/KILLED with the reason if the pack stops in it
-            member.record.log_config(cfg)
-            runs.set_tags(member.record.uri, member.record.run_id, {CHECKPOINT_DIR_TAG: member.folder})
+            record_config(member.record, cfg, member.folder)
             member.log = EpochLog(cfg.tracking.uri, member.record.run_id)
         return member.log
 
@@ -149,14 +146,8 @@ class _Opener:
             return
         cfg, record = member.cfg, member.record
         log.close()  # raises if MLflow still refuses what the seed logged
-        if checkpoint and cfg.tracking.log_checkpoint:
-            runs.log_artifact_files(record.uri, record.run_id, [Path(checkpoint) / ckpt.STATE_FILE], "checkpoint")
-        record.close("FINISHED")
-        member.summary = {
-            "run_id": record.run_id, "run_name": cfg.run_name, "status": "finished",
-            "test_accuracy": metrics.get("test_acc"), "epochs": metrics.get("epoch"), "checkpoint": checkpoint,
-            "tracking_uri": redact(cfg.tracking.uri),
-        }
+        close_finished(record, cfg, Path(checkpoint) if checkpoint else None)
+        member.summary = finished_summary(cfg, record.run_id, metrics, checkpoint)
 
 
 def _train(members: List[PackedRun], plan: DataPlan, parent_run_id: str, callbacks: Sequence[Any],

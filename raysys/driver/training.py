@@ -115,8 +115,7 @@ def run_training(
         train_name = launch.ray_train_name(cfg, record)
         rayout.attach(f"{cfg.checkpoint.storage_path}/{train_name}")
         if record:
-            record.log_config(cfg)
-            runs.set_tags(record.uri, record.run_id, {CHECKPOINT_DIR_TAG: f"{cfg.checkpoint.storage_path}/{train_name}"})
+            record_config(record, cfg, f"{cfg.checkpoint.storage_path}/{train_name}")
         try:
             datasets = build_datasets(
                 cfg.data.path, plan.manifest, plan.selection.splits, plan.fmt, cfg.seed, row_filters=plan.selection.row_filters,
@@ -159,25 +158,42 @@ def run_training(
         return _finish(cfg, result, record)
 
 
-def _finish(cfg: DictConfig, result, record: Optional[RunRecord]) -> Dict[str, Any]:
-    metrics = dict(result.metrics or {})
-    final_checkpoint = ""
-    if result.checkpoint is not None:
-        final_checkpoint = result.checkpoint.path
-        if record and cfg.tracking.log_checkpoint:
-            with result.checkpoint.as_directory() as directory:
-                runs.log_artifact_files(record.uri, record.run_id, [Path(directory) / ckpt.STATE_FILE], "checkpoint")
-    if record:
-        record.close("FINISHED")
+def record_config(record: RunRecord, cfg: DictConfig, checkpoint_dir: str) -> None:
+    """A training run's params and ``config.yaml``, and the folder its checkpoints go to (``raysys.checkpoint_dir``)."""
+    record.log_config(cfg)
+    runs.set_tags(record.uri, record.run_id, {CHECKPOINT_DIR_TAG: checkpoint_dir})
+
+
+def close_finished(record: RunRecord, cfg: DictConfig, checkpoint_dir: Optional[Path]) -> None:
+    """Close a trained run FINISHED, with its final checkpoint's state file as an artifact (``tracking.log_checkpoint``)."""
+    if checkpoint_dir is not None and cfg.tracking.log_checkpoint:
+        runs.log_artifact_files(record.uri, record.run_id, [Path(checkpoint_dir) / ckpt.STATE_FILE], "checkpoint")
+    record.close("FINISHED")
+
+
+def finished_summary(cfg: DictConfig, run_id: str, metrics: Dict[str, Any], checkpoint: str) -> Dict[str, Any]:
+    """What ``raysys train`` prints of a run it trained (its JSON line)."""
     return {
-        "run_id": record.run_id if record else "",
+        "run_id": run_id,
         "run_name": cfg.run_name,
         "status": "finished",
         "test_accuracy": metrics.get("test_acc"),
         "epochs": metrics.get("epoch"),
-        "checkpoint": final_checkpoint,
+        "checkpoint": checkpoint,
         "tracking_uri": redact(cfg.tracking.uri),
     }
+
+
+def _finish(cfg: DictConfig, result, record: Optional[RunRecord]) -> Dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    final_checkpoint = result.checkpoint.path if result.checkpoint is not None else ""
+    if record:
+        if result.checkpoint is not None:
+            with result.checkpoint.as_directory() as directory:
+                close_finished(record, cfg, Path(directory))
+        else:
+            close_finished(record, cfg, None)
+    return finished_summary(cfg, record.run_id if record else "", metrics, final_checkpoint)
 
 
 def _worker_entry(loop_config: Dict[str, Any]) -> None:
