@@ -10,16 +10,18 @@ FASHION_DIR ?= /usr/share/datasets/fashion-mnist
 SHARDS := data/shards/fashion-mnist
 PYTEST_FLAGS ?=
 
-.PHONY: demo test test-slow test-all install data-packages stir-glyphs gpu-check gpu-check-bare clean help
+.PHONY: demo test test-slow test-all install data-packages jpeg-headers stir-glyphs gpu-check gpu-check-bare clean help
 
 help:
 	@echo "make demo | make test | make test-slow | make gpu-check | make clean"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml raysys/data/_jpeg_window.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(MAKE) --no-print-directory jpeg-headers
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(PY) -c "import raysys.data.jpeg_window as w; print('partial JPEG decoding:', 'built' if w.available() else 'not built (no libjpeg headers): JPEGs are decoded whole')"
 	$(VENV)/bin/raysys --version
 	touch $(STAMP)
 
@@ -29,6 +31,14 @@ install: $(STAMP) stir-glyphs
 # $RAYSYS_CACHE_DIR/fontawesome; docs/stir.md). Offline: a warning, and emoji needs --glyphs fontawesome6.
 stir-glyphs: $(STAMP)
 	@$(PY) -m raysys stir fetch-glyphs >/dev/null || echo "warning: Font Awesome 5.15.3 not fetched; STIR emoji needs it (or --glyphs fontawesome6)"
+
+# libjpeg-turbo's headers, for raysys/data/_jpeg_window.c (decoding only a crop's window). Needs root;
+# without them the build skips the helper and JPEGs are decoded whole (the same pixels, more CPU).
+jpeg-headers:
+	@if [ -f /usr/include/jpeglib.h ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -q libjpeg62-turbo-dev || (apt-get update -q && apt-get install -y -q libjpeg62-turbo-dev)) >/dev/null; \
+	else echo "not root: skipping apt-get install libjpeg62-turbo-dev"; fi
 
 # Debian's Fashion-MNIST package (real IDX files, offline). Needs root; skipped otherwise.
 data-packages:

@@ -30,14 +30,16 @@ def test_bench_data_quick_json(ray_cluster, tmp_path, capfd):
     check_figures(
         data,
         {"cifar.ray_data", "cifar.torchvision", "cifar.torchvision_in_process", "jpeg.ray_data", "jpeg.torchvision",
-         "cifar.ray_data.cpu", "jpeg.torchvision.cpu"},
+         "cifar.ray_data.cpu", "jpeg.torchvision.cpu", "jpeg.ray_data_full", "jpeg.decode_window.cpu"},
         {f"{suite} ray_data/{baseline}" for suite in ("cifar", "jpeg") for baseline in ("torchvision", "torchvision_in_process")}
-        # reduced-size JPEG decoding beside the full decode, and the decode-only floor
-        | {"jpeg ray_data_draft/ray_data", "jpeg ray_data_draft/torchvision", "jpeg decode_draft/decode_full"},
+        # whole-image decoding and reduced-size decoding beside the default, and the decode-only floor
+        | {"jpeg ray_data_full/torchvision", "jpeg ray_data/ray_data_full", "jpeg ray_data_draft/ray_data",
+           "jpeg ray_data_draft/torchvision", "jpeg decode_draft/decode_full", "jpeg decode_window/decode_full"},
     )
     assert data["figures"]["cifar.ray_data"]["unit"] == "images/s"
     assert data["figures"]["cifar.ray_data.cpu"]["unit"] == "CPU ms/image"
     assert data["ratios"]["cifar ray_data/torchvision"]["goal"] == ">= 2"
+    assert data["ratios"]["jpeg ray_data/torchvision"]["goal"] == ">= 2.5"
     assert data["machine"]["torch_threads"] == 1
     # The benchmark wrote real CIFAR pickles and a JPEG ImageFolder, and prepared both.
     assert (tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_5").is_file()

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from pipelines.prepare import prepare
@@ -527,25 +528,51 @@ def decoded_sizes(blobs: List[bytes]) -> List[Tuple[int, int]]:
     return sizes
 
 
-def test_imagefolder_round_trip(tmp_path):
+def same_pixels(stored: bytes, original: bytes) -> bool:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def pixels(blob: bytes):
+        return decode_jpeg(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+    return torch.equal(pixels(stored), pixels(original))
+
+
+def has_restart_markers(blob: bytes) -> bool:
+    """A DRI marker (FF DD) with an interval of one MCU, before the scan."""
+    header = blob[: blob.index(b"\xff\xda")]
+    at = header.find(b"\xff\xdd")
+    return at >= 0 and header[at + 4 : at + 6] == b"\x00\x01"
+
+
+@pytest.mark.parametrize("restarts", [True, False])
+def test_imagefolder_round_trip(tmp_path, monkeypatch, restarts):
+    """RGB JPEGs keep their pixels: rewritten with a restart marker per MCU, or (RAYSYS_JPEG_WINDOW=0) as they are."""
+    from raysys.data import jpeg_window
+
+    if restarts and not jpeg_window.available():
+        pytest.skip("_raysys_jpeg_window was not built")
+    if not restarts:
+        monkeypatch.setenv(jpeg_window.ENV, "0")
     write_tree(tmp_path / "src", IMAGEFOLDER)
     manifest = prepare("imagenet", str(tmp_path / "src"), str(tmp_path / "out"))
     assert manifest["classes"] == ["cat", "dog"] and manifest["source_format"] == "imagefolder"
     assert manifest["image"] == {"encoding": "jpeg", "height": None, "width": None, "channels": 3}
+    assert manifest["options"] == {"resize": 0, "jpeg_restart_markers": restarts}
     blobs, labels = read_split(tmp_path / "out", "train")
     assert labels.tolist() == [0, 0, 1, 1]
-    assert (
-        blobs[0] == IMAGEFOLDER["train/cat/a.jpg"] and blobs[1] == IMAGEFOLDER["train/cat/b.JPEG"]
-    )
     assert decoded_sizes(blobs) == [(20, 50), (40, 30), (24, 24), (12, 10)]
-    blobs, labels = read_split(tmp_path / "out", "val")
-    assert labels.tolist() == [1] and blobs == [IMAGEFOLDER["val/dog/e.JPEG"]]
+    assert [has_restart_markers(blob) for blob in blobs] == [restarts] * 4
+    originals = [IMAGEFOLDER["train/cat/a.jpg"], IMAGEFOLDER["train/cat/b.JPEG"]]
+    assert all(same_pixels(blob, original) for blob, original in zip(blobs, originals))
+    assert (blobs[:2] == originals) == (not restarts)
+    val, labels = read_split(tmp_path / "out", "val")
+    assert labels.tolist() == [1] and same_pixels(val[0], IMAGEFOLDER["val/dog/e.JPEG"])
 
 
 def test_imagefolder_resize_short_side(tmp_path):
     write_tree(tmp_path / "src", IMAGEFOLDER)
     manifest = prepare("imagenet", str(tmp_path / "src"), str(tmp_path / "out"), resize=16)
-    assert manifest["options"] == {"resize": 16}
+    assert manifest["options"]["resize"] == 16
     blobs, _ = read_split(tmp_path / "out", "train")
     assert decoded_sizes(blobs) == [(16, 40), (21, 16), (16, 16), (12, 10)]
 

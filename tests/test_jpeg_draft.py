@@ -215,7 +215,7 @@ def test_a_declined_draft_falls_back_to_the_full_decode(large, monkeypatch):
 
 
 def test_bench_decode_floor_cases_read_the_shards(tmp_path):
-    """``bench data``'s decode-only cases on prepared shards: full size, and the scales draft mode picks."""
+    """``bench data``'s decode-only cases on prepared shards: full size, the crop windows, the scales draft mode picks."""
     from pipelines.prepare import prepare
     from raysys.bench.data import DecodeOnly, shard_jpegs
     from raysys.bench.fixtures import write_imagefolder
@@ -223,8 +223,8 @@ def test_bench_decode_floor_cases_read_the_shards(tmp_path):
     write_imagefolder(tmp_path / "src", classes=2, train_per_class=2, val_per_class=1, size=(1600, 1200))
     prepare("imagenet", str(tmp_path / "src"), str(tmp_path / "shards"))
     blobs = shard_jpegs(tmp_path / "shards")
-    full, draft = DecodeOnly(blobs, draft=False), DecodeOnly(blobs, draft=True)
-    assert len(blobs) == 4 and full() == 4 and draft() == 4
+    full, draft, window = DecodeOnly(blobs, "full"), DecodeOnly(blobs, "draft"), DecodeOnly(blobs, "window")
+    assert len(blobs) == 4 and full() == 4 and draft() == 4 and window() == 4 and window.cpu_ms[0] > 0
     assert len(draft.reductions) == 4 and set(draft.reductions) <= {1, 2, 4, 8} and max(draft.reductions) > 1
     first = list(draft.reductions)
     draft()

@@ -7,12 +7,15 @@ Both sides read the same files and do the same work per image:
   the production stream (augmentation ``resnet``).
 * A JPEG ImageFolder: torchvision ``ImageFolder`` + RandomResizedCrop(224), flip,
   ToTensor, Normalize; against ``prepare imagenet`` -> JPEG shards -> the stream
-  (augmentation ``imagenet``); and the same stream with reduced-size decoding
+  (augmentation ``imagenet``); the same stream decoding every image whole
+  (``jpeg.ray_data_full``: ``RAYSYS_JPEG_WINDOW=0``, the stream before partial
+  decoding; :mod:`raysys.data.jpeg_window`); and with reduced-size decoding
   (``jpeg.ray_data_draft``: ``data.jpeg_draft=true``).
 * The JPEG decode floor: CPU ms per image of decoding alone, in this process, on
-  the shards' bytes: full size (``decode_jpeg``) and as draft mode decodes for
-  RandomResizedCrop(224) (each image at the smallest DCT scale its crop allows),
-  with the share of images that crop allowed to decode reduced.
+  the shards' bytes: full size (``decode_jpeg``), only each RandomResizedCrop(224)
+  window (``jpeg.decode_window``, as the stream decodes), and as draft mode decodes
+  (each image at the smallest DCT scale its crop allows), with the share of images
+  that crop allowed to decode reduced.
 * Where the stream's collate spends it: CPU ms per image of each of its steps on
   one thread (``jpeg.stage.*``; :mod:`raysys.bench.jpeg_stages`), beside the floor.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 from typing import List
@@ -38,7 +42,7 @@ from raysys.bench.stream_epochs import LoaderEpochs, StreamEpochs
 from raysys.bench.timing import compare, now, torch_threads
 
 GOAL = Goal(">=", 2.0)
-JPEG_GOAL = Goal(">=", 2.5)  # issue 19: the JPEG stream, decoding included
+JPEG_GOAL = Goal(">=", 2.5)  # issue 19: the JPEG stream, decoding included (with or without draft mode)
 CROP = 224
 CPU_NOTE = "this process and its children: Ray's own processes are not counted"
 
@@ -82,6 +86,7 @@ def _jpeg_cases(ctx: BenchContext) -> dict:
         )
 
     cases = _cases(ctx, "jpeg", dataset, stream())
+    cases["jpeg.ray_data_full"] = WholeDecodes(stream())
     draft = stream()
     draft.fmt = dataclasses.replace(draft.fmt, jpeg_draft=True)  # as data.jpeg_draft=true sets it
     cases["jpeg.ray_data_draft"] = draft
@@ -104,27 +109,52 @@ def shard_jpegs(shards: Path) -> List[torch.Tensor]:
     return encoded_tensors(shard_table(shards).column("image"))
 
 
-class DecodeOnly:
-    """One pass of decoding alone over ``blobs`` in this thread: full size, or as draft mode decodes.
+class WholeDecodes:
+    """An epoch of ``stream`` with partial decoding off (``RAYSYS_JPEG_WINDOW=0``): every image decoded whole."""
 
-    Draft: each image at the smallest DCT scale its RandomResizedCrop(224) window
-    allows (seeded, so every pass decodes the same scales); ``reductions`` holds them.
+    def __init__(self, stream: StreamEpochs):
+        self.stream = stream
+
+    def __call__(self) -> int:
+        from raysys.data.jpeg_window import ENV
+
+        before = os.environ.get(ENV)
+        os.environ[ENV] = "0"
+        try:
+            return self.stream()
+        finally:
+            if before is None:
+                os.environ.pop(ENV)
+            else:
+                os.environ[ENV] = before
+
+
+class DecodeOnly:
+    """One pass of decoding alone over ``blobs`` in this thread: full size, each crop's window, or as draft decodes.
+
+    The windows are RandomResizedCrop(224)'s, seeded, so every pass decodes the same
+    ones. Draft: each image at the smallest DCT scale its window allows;
+    ``reductions`` holds them.
     ``cpu_ms`` holds each pass's CPU ms per image of this thread alone (the process-wide
     count would include Ray's threads and processes).
     """
 
-    def __init__(self, blobs: List[torch.Tensor], draft: bool):
-        self.blobs, self.draft = blobs, draft
+    def __init__(self, blobs: List[torch.Tensor], mode: str):
+        self.blobs, self.mode = blobs, mode
         self.reductions: List[int] = []
         self.cpu_ms: List[float] = []
 
     def __call__(self) -> int:
-        from raysys.data import jpeg
+        from raysys.data import jpeg, jpeg_window
 
+        generator, policy = torch.Generator().manual_seed(0), jpeg.CROPS.get("random-resized")
         start = time.thread_time()
-        if self.draft:
-            generator, policy = torch.Generator().manual_seed(0), jpeg.CROPS.get("random-resized")
+        if self.mode == "draft":
             self.reductions = [jpeg.draft_decode(blob, policy, CROP, generator)[2] for blob in self.blobs]
+        elif self.mode == "window":
+            for blob in self.blobs:
+                dims = jpeg_window.header(blob)
+                jpeg.decode_window(blob, policy.window(*dims, CROP, generator), *dims)
         else:
             for blob in self.blobs:
                 jpeg.decode_tensors([blob])
@@ -134,6 +164,7 @@ class DecodeOnly:
 
 def _decode_floor(ctx: BenchContext) -> None:
     from raysys.bench.jpeg_stages import STAGES, CollateStages
+    from raysys.data import jpeg_window
     from raysys.data.formats.base import IMAGENET_MEAN, IMAGENET_STD
     from raysys.data.jpeg import encoded_tensors
 
@@ -142,7 +173,9 @@ def _decode_floor(ctx: BenchContext) -> None:
     blobs = encoded_tensors(table.column("image"))
     batches = [table.slice(start, ctx["batch"]) for start in range(0, table.num_rows, ctx["batch"])]
     stages = CollateStages(batches, CROP, IMAGENET_MEAN, IMAGENET_STD)
-    cases = {"jpeg.decode_full": DecodeOnly(blobs, draft=False), "jpeg.decode_draft": DecodeOnly(blobs, draft=True)}
+    cases = {"jpeg.decode_full": DecodeOnly(blobs, "full"), "jpeg.decode_draft": DecodeOnly(blobs, "draft")}
+    if jpeg_window.available():
+        cases["jpeg.decode_window"] = DecodeOnly(blobs, "window")
     samples = compare({**cases, "jpeg.stages": stages}, repeats=ctx["repeats"], warmup=ctx["warmup"])
     for name in cases:
         result.add_figure(name, "images/s", samples[name].rate().values, "decoding alone, one thread of this process")
@@ -160,6 +193,8 @@ def _decode_floor(ctx: BenchContext) -> None:
     result.add_figure("jpeg.draft_reduced_share", "% of images", [100 * reduced],
                       f"decoded at 1/2..1/8 for RandomResizedCrop({CROP}); the rest at full size")
     result.add_ratio("jpeg decode_draft/decode_full", "jpeg.decode_draft", "jpeg.decode_full")
+    if "jpeg.decode_window" in cases:
+        result.add_ratio("jpeg decode_window/decode_full", "jpeg.decode_window", "jpeg.decode_full")
 
 
 def _cases(ctx: BenchContext, prefix: str, dataset, stream: StreamEpochs) -> dict:
@@ -199,12 +234,15 @@ def bench_data(ctx: BenchContext) -> None:
                 result.add_figure(name, "images/s", sample.rate().values)
             for name, sample in samples.items():
                 result.add_figure(f"{name}.cpu", "CPU ms/image", sample.cpu_per_work().values, CPU_NOTE)
-            result.add_ratio(f"{prefix} ray_data/torchvision", f"{prefix}.ray_data", f"{prefix}.torchvision", GOAL)
+            goal = JPEG_GOAL if prefix == "jpeg" else GOAL
+            result.add_ratio(f"{prefix} ray_data/torchvision", f"{prefix}.ray_data", f"{prefix}.torchvision", goal)
             if f"{prefix}.torchvision_in_process" in samples:
                 result.add_ratio(
                     f"{prefix} ray_data/torchvision_in_process", f"{prefix}.ray_data", f"{prefix}.torchvision_in_process"
                 )
             if prefix == "jpeg":
+                result.add_ratio("jpeg ray_data_full/torchvision", "jpeg.ray_data_full", "jpeg.torchvision")
+                result.add_ratio("jpeg ray_data/ray_data_full", "jpeg.ray_data", "jpeg.ray_data_full")
                 result.add_ratio("jpeg ray_data_draft/torchvision", "jpeg.ray_data_draft", "jpeg.torchvision", JPEG_GOAL)
                 result.add_ratio("jpeg ray_data_draft/ray_data", "jpeg.ray_data_draft", "jpeg.ray_data")
                 _decode_floor(ctx)

@@ -1,7 +1,9 @@
 """Where the JPEG stream's CPU goes per image: each step of its collate, timed apart on one thread.
 
 The steps of ``BatchCollator`` for ``train.augment=imagenet`` on JPEG shards
-(:func:`raysys.data.jpeg.decode_batch`, the ``imagenet`` augmentation,
+(:func:`raysys.data.jpeg.decode_batch`: the header, the crop window, decoding
+that window (:mod:`raysys.data.jpeg_window`, or the whole image where it is
+off), the resize; the ``imagenet`` augmentation,
 :func:`raysys.data.augment.to_normalized_float`), run as they run there and
 timed with ``time.thread_time`` (this thread's user + system CPU, so page
 faults count). The batch built this way is the collator's, bit for bit
@@ -16,7 +18,7 @@ from typing import Dict, List, Sequence
 import pyarrow as pa
 import torch
 
-STAGES = ("bytes", "decode", "crop window", "resize", "stack", "flip", "normalize")
+STAGES = ("bytes", "header", "crop window", "decode", "resize", "stack", "flip", "normalize")
 
 
 class CollateStages:
@@ -31,7 +33,7 @@ class CollateStages:
 
     def batch(self, table: pa.Table, generator: torch.Generator, seconds: Dict[str, float]) -> torch.Tensor:
         """The collated images of ``table``; each stage's thread CPU seconds are added to ``seconds``."""
-        from raysys.data import jpeg
+        from raysys.data import jpeg, jpeg_window
         from raysys.data.augment import AUGMENTS, to_normalized_float
 
         def timed(stage, fn, *args):
@@ -43,9 +45,14 @@ class CollateStages:
         policy = jpeg.CROPS.get("random-resized")
         images = []
         for blob in timed("bytes", jpeg.encoded_tensors, table.column("image")):
-            image = timed("decode", lambda: jpeg.decode_tensors([blob])[0])
-            box = timed("crop window", policy.window, image.shape[-2], image.shape[-1], self.size, generator)
-            window = image[:, box.top : box.top + box.height, box.left : box.left + box.width]
+            dims = timed("header", jpeg_window.header, blob) if jpeg_window.enabled() else None
+            if dims is None:  # decoded whole (jpeg.square's fallback)
+                image = timed("decode", lambda: jpeg.decode_tensors([blob])[0])
+                box = timed("crop window", policy.window, image.shape[-2], image.shape[-1], self.size, generator)
+                window = image[:, box.top : box.top + box.height, box.left : box.left + box.width]
+            else:
+                box = timed("crop window", policy.window, *dims, self.size, generator)
+                window = timed("decode", jpeg.decode_window, blob, box, *dims)
             images.append(timed("resize", policy.finish, window, self.size))
         pixels = timed("stack", torch.stack, images)
         pixels = timed("flip", AUGMENTS.get("imagenet"), pixels, generator)

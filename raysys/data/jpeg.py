@@ -1,9 +1,11 @@
 """JPEG shards -> uint8 batches of square images, as ImageNet training reads them.
 
-Each image is decoded with ``torchvision.io.decode_jpeg`` (libjpeg-turbo) and
-squared by a crop policy (:class:`CropPolicy`): ``random-resized``
-(RandomResizedCrop, the training transform) or ``center`` (Resize to
-size/0.875, then CenterCrop: 256 -> 224, the evaluation transform). Crop
+Each image is decoded with ``torchvision.io.decode_jpeg`` (libjpeg-turbo), or
+only the part its crop reads where that is smaller than the image (the same
+pixels; :mod:`raysys.data.jpeg_window`), and squared by a crop policy
+(:class:`CropPolicy`): ``random-resized`` (RandomResizedCrop, the training
+transform) or ``center`` (Resize to size/0.875, then CenterCrop: 256 -> 224, the
+evaluation transform). Crop
 parameters come from an explicit ``torch.Generator``, so a batch is a pure
 function of its seed.
 
@@ -35,6 +37,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
+from raysys.data import jpeg_window
 from raysys.errors import ConfigError, DataError
 from raysys.registry import Registry
 
@@ -236,6 +239,34 @@ def center_short_side(size: int) -> int:
 CROPS.add("center", short_side_policy(center_short_side))
 
 
+# -- decoding only the window ----------------------------------------------------------------------
+def window_pixels(blob: torch.Tensor, window: Window, height: int, width: int) -> Optional[torch.Tensor]:
+    """``window``'s pixels of a ``height`` x ``width`` JPEG, decoded alone; None where that cannot be done."""
+    if not jpeg_window.enabled() or (window.height, window.width) == (height, width):
+        return None
+    return jpeg_window.decode(blob, window.top, window.left, window.height, window.width, height, width)
+
+
+def decode_window(blob: torch.Tensor, box: Window, height: int, width: int) -> torch.Tensor:
+    """``box``'s pixels of a ``height`` x ``width`` JPEG: decoded alone where possible, else cut from a full decode."""
+    pixels = window_pixels(blob, box, height, width)
+    if pixels is None:
+        pixels = decode_tensors([blob])[0][:, box.top : box.top + box.height, box.left : box.left + box.width]
+    return pixels
+
+
+def square(blob: torch.Tensor, policy: CropPolicy, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One JPEG squared by ``policy``, decoding only the window it reads where possible.
+
+    The window is drawn on the header's size, as a full decode would draw it, so
+    the generator advances the same way and the output is the same.
+    """
+    dims = jpeg_window.header(blob) if jpeg_window.enabled() else None
+    if dims is None:
+        return policy(decode_tensors([blob])[0], size, generator)
+    return policy.finish(decode_window(blob, policy.window(*dims, size, generator), *dims), size)
+
+
 # -- reduced-size (draft) decoding ----------------------------------------------------------------
 def draft_reduction(window: Window) -> int:
     """The largest reduction (8, 4, 2; else 1) at which both sides of ``window`` keep ``need`` pixels."""
@@ -290,7 +321,8 @@ def draft_decode(
 
     The window is drawn on the full-size dimensions (read from the header), so
     the generator advances exactly as in a full decode. At reduction 1 the image
-    is decoded as without draft mode (``decode_jpeg``), so its output is the same.
+    is decoded as without draft mode (its window alone where possible, else
+    ``decode_jpeg``), so its output is the same.
     """
     with _open(blob) as picture:
         width, height = picture.size
@@ -298,6 +330,9 @@ def draft_decode(
         reduction = draft_reduction(window)
         pixels = _draft_pixels(picture, reduction) if reduction > 1 else None
     if pixels is None:
+        pixels = window_pixels(blob, window, height, width)
+        if pixels is not None:
+            return pixels, Window(0, 0, window.height, window.width, window.need), 1
         return decode_tensors([blob])[0], window, 1
     return pixels, reduced_window(window, reduction, pixels.shape[-2], pixels.shape[-1]), reduction
 
@@ -324,8 +359,10 @@ def decode_batch(
     # A policy registered as a plain function (image, size, generator) has no window: decoded whole.
     if draft and isinstance(policy, CropPolicy):
         images = [draft_square(blob, policy, size, generator)[0] for blob in encoded_tensors(column)]
-    elif device == "cpu":
+    elif device == "cpu" and isinstance(policy, CropPolicy):
         # One image at a time: a batch of large decoded images is never held at once.
+        images = [square(blob, policy, size, generator) for blob in encoded_tensors(column)]
+    elif device == "cpu":
         images = [policy(decode_tensors([blob])[0], size, generator) for blob in encoded_tensors(column)]
     else:
         images = [policy(image, size, generator) for image in decode(column, device)]  # nvJPEG: one batched call

@@ -1,7 +1,10 @@
 """ImageNet-style ImageFolder: ``root/<split>/<class>/<image>.{JPEG,jpg,png}``.
 
-Images stay encoded: JPEG files are stored byte for byte; other formats,
-non-RGB JPEGs and images resized on request are re-encoded as RGB JPEG.
+Images stay encoded: JPEG files keep their DCT coefficients, rewritten losslessly
+with a restart marker after every MCU so that the stream can decode just a crop's
+window (:func:`raysys.data.jpeg_window.with_restarts`; the same pixels; stored byte
+for byte with ``RAYSYS_JPEG_WINDOW=0`` or without the compiled helper); other
+formats, non-RGB JPEGs and images resized on request are re-encoded as RGB JPEG.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 import numpy as np
 from PIL import Image
 
+from raysys.data import jpeg_window
 from raysys.data.formats.base import (
     DATASETS,
     IMAGENET_MEAN,
@@ -61,7 +65,7 @@ def encode_image(path: Path, resize: int = 0) -> bytes:
                 # Decode at 1/8 scale: cheap, yet it reads every byte, so damage shows.
                 image.draft("RGB", (1, 1))
                 image.load()
-                return data
+                return jpeg_window.with_restarts(data)
             if image.format == "JPEG" and target is not None:
                 image.draft("RGB", target)  # let libjpeg shrink by 2^k first
             image = image.convert("RGB")
@@ -69,7 +73,7 @@ def encode_image(path: Path, resize: int = 0) -> bytes:
                 image = image.resize(target, Image.Resampling.BICUBIC)
             out = io.BytesIO()
             image.save(out, format="JPEG", quality=JPEG_QUALITY)
-            return out.getvalue()
+            return jpeg_window.with_restarts(out.getvalue())
     except _DECODE_ERRORS as err:
         raise DataError(f"unreadable image {path}: {err}") from None
 
@@ -172,7 +176,7 @@ def read_imagefolder(
         encoding="jpeg",
         image_shape=None,
         splits=splits,
-        options={"resize": resize},
+        options={"resize": resize, "jpeg_restart_markers": jpeg_window.enabled()},
     )
 
 
