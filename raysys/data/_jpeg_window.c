@@ -188,11 +188,9 @@ static int copy_window(const unsigned char *buf, size_t size, JDIMENSION top, JD
     return failed ? -1 : 0;
 }
 
-/* The window from only the MCUs around it, where a restart marker follows every MCU
- * (what raysys's `prepare` writes): even the entropy decoding of the rest is skipped. The
- * rectangle has one MCU more on each side than the window touches (clipped to the image), so
- * upsampling at its edges never reaches the window. 0 on success; -1 where the layout is not
- * that (the caller then decodes scanlines). */
+/* The window from only the MCUs it touches, where a restart marker follows every MCU (what
+ * raysys's `prepare` writes): even the entropy decoding of the rest is skipped. 0 on success;
+ * -1 where the layout is not that (the caller then decodes scanlines). */
 static int mcu_window(const unsigned char *data, size_t len, const struct jpeg_decompress_struct *cinfo,
                       JDIMENSION top, JDIMENSION left, JDIMENSION height, JDIMENSION width, unsigned char *pixels) {
     if (cinfo->restart_interval != 1 || cinfo->progressive_mode || cinfo->arith_code ||
@@ -207,13 +205,21 @@ static int mcu_window(const unsigned char *data, size_t len, const struct jpeg_d
     size_t sos_end = (size_t)(cinfo->src->next_input_byte - data), end = 0, total = (size_t)columns * rows;
     size_t *starts = mcu_starts(data, len, sos_end, total, &end);
     if (starts == NULL) return -1;
+    /* Fancy upsampling computes a decoded image's first and last row and column from fewer
+     * chroma samples, so those must lie outside the window: an MCU more on a side only where the
+     * window's edge falls on an MCU boundary that is not the image's. */
     JDIMENSION first_col = left / mcu_width, first_row = top / mcu_height;
-    first_col -= first_col > 0, first_row -= first_row > 0;
-    JDIMENSION last_col = (left + width - 1) / mcu_width + 2, last_row = (top + height - 1) / mcu_height + 2;
-    last_col = last_col < columns ? last_col : columns;
-    last_row = last_row < rows ? last_row : rows;
+    JDIMENSION last_col = (left + width - 1) / mcu_width + 1, last_row = (top + height - 1) / mcu_height + 1;
+    first_col -= first_col > 0 && left % mcu_width == 0;
+    first_row -= first_row > 0 && top % mcu_height == 0;
+    last_col += last_col < columns && (left + width) % mcu_width == 0;
+    last_row += last_row < rows && (top + height) % mcu_height == 0;
+    JDIMENSION right = last_col * mcu_width < cinfo->image_width ? last_col * mcu_width : cinfo->image_width;
+    /* libjpeg upsamples a component only two samples wide by replication, not fancily: a
+     * narrow last MCU column alone must not become such an image. */
+    if (right - first_col * mcu_width <= 2 * (JDIMENSION)cinfo->max_h_samp_factor && first_col > 0) first_col--;
     JDIMENSION x0 = first_col * mcu_width, y0 = first_row * mcu_height;
-    JDIMENSION sub_width = (last_col * mcu_width < cinfo->image_width ? last_col * mcu_width : cinfo->image_width) - x0;
+    JDIMENSION sub_width = right - x0;
     JDIMENSION sub_height = (last_row * mcu_height < cinfo->image_height ? last_row * mcu_height : cinfo->image_height) - y0;
     size_t size = 0;
     unsigned char *sub = mcu_substream(data, sof, sos_end, starts, end, total, columns, first_col, last_col,
