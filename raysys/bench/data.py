@@ -26,6 +26,7 @@ For reference, the DataLoader also runs in process (``num_workers=0``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -67,7 +68,8 @@ def _cifar_cases(ctx: BenchContext) -> dict:
     ))
 
 
-def _jpeg_cases(ctx: BenchContext) -> dict:
+def _jpeg_cases(ctx: BenchContext, whole_decodes: bool = False) -> dict:
+    """The JPEG cases (``bench antialias`` and ``bench gpu`` run them too); ``whole_decodes`` adds ``jpeg.ray_data_full``."""
     from raysys.bench import reference
     from raysys.data.formats.base import IMAGENET_MEAN, IMAGENET_STD
 
@@ -86,7 +88,8 @@ def _jpeg_cases(ctx: BenchContext) -> dict:
         )
 
     cases = _cases(ctx, "jpeg", dataset, stream())
-    cases["jpeg.ray_data_full"] = WholeDecodes(stream())
+    if whole_decodes:
+        cases["jpeg.ray_data_full"] = WholeDecodes(stream())
     draft = stream()
     draft.fmt = dataclasses.replace(draft.fmt, jpeg_draft=True)  # as data.jpeg_draft=true sets it
     cases["jpeg.ray_data_draft"] = draft
@@ -224,7 +227,8 @@ def bench_data(ctx: BenchContext) -> None:
     with torch_threads(ctx["torch_threads"]), local_ray(min_cpus=ctx["workers"]) as startup:
         result.machine["torch_threads"] = torch.get_num_threads()
         result.add_figure("ray_startup", "s", [startup], "not part of any ratio")
-        suites = [("cifar", _cifar_cases)] + ([("jpeg", _jpeg_cases)] if ctx["jpeg"] else [])
+        jpeg_cases = functools.partial(_jpeg_cases, whole_decodes=True)
+        suites = [("cifar", _cifar_cases)] + ([("jpeg", jpeg_cases)] if ctx["jpeg"] else [])
         for prefix, build in suites:
             begin = now()
             cases = build(ctx)

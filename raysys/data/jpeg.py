@@ -324,11 +324,20 @@ def draft_decode(
     is decoded as without draft mode (its window alone where possible, else
     ``decode_jpeg``), so its output is the same.
     """
-    with _open(blob) as picture:
-        width, height = picture.size
+    dims = jpeg_window.header(blob) if jpeg_window.enabled() else None
+    if dims is None:
+        with _open(blob) as picture:  # Pillow reads the size
+            width, height = picture.size
+            window = policy.window(height, width, size, generator)
+            reduction = draft_reduction(window)
+            pixels = _draft_pixels(picture, reduction) if reduction > 1 else None
+    else:
+        (height, width), pixels = dims, None
         window = policy.window(height, width, size, generator)
         reduction = draft_reduction(window)
-        pixels = _draft_pixels(picture, reduction) if reduction > 1 else None
+        if reduction > 1:  # only then does Pillow open it
+            with _open(blob) as picture:
+                pixels = _draft_pixels(picture, reduction)
     if pixels is None:
         pixels = window_pixels(blob, window, height, width)
         if pixels is not None:
