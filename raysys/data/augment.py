@@ -13,7 +13,7 @@ from typing import Callable, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from raysys.data.buffers import empty_batch
+from raysys.data.buffers import BATCHES
 from raysys.registry import Registry
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -120,15 +120,16 @@ def normalization_affine(
 def to_normalized_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 pixels -> contiguous float32 ``(x / 255 - mean) / std``: a multiply, then an add.
 
-    On the CPU a few images at a time into one fresh batch (:data:`NORMALIZE_CHUNK_BYTES`),
-    so each chunk is converted, scaled and shifted while in cache; the same float32
-    operations in the same order as over the whole batch, so the same bits.
+    On the CPU a few images at a time (:data:`NORMALIZE_CHUNK_BYTES`), so each chunk is
+    converted, scaled and shifted while in cache; the same float32 operations in the
+    same order as over the whole batch, so the same bits. The batch's memory comes from
+    :data:`raysys.data.buffers.BATCHES`: a dropped batch's, once nothing holds it.
     """
     # On the images' device: GPU-decoded JPEG batches (data.jpeg_device=cuda) stay on the GPU.
     scale, shift = normalization_affine(mean, std, images.device)
     if images.device.type != "cpu":
         return images.float().contiguous().mul_(scale).add_(shift)
-    out = empty_batch(images.shape, torch.float32)
+    out = BATCHES.empty(images.shape, torch.float32)
     chunk = max(1, NORMALIZE_CHUNK_BYTES // max(1, out[:1].numel() * out.element_size()))
     for start in range(0, images.shape[0], chunk):
         out[start : start + chunk].copy_(images[start : start + chunk]).mul_(scale).add_(shift)

@@ -1,4 +1,4 @@
-"""Fresh batch tensors on transparent huge pages, where the kernel offers them.
+"""Batch tensors on transparent huge pages, where the kernel offers them, and a pool that reuses them.
 
 A collated batch is memory written once: 64 float images at 224 px are 38 MB,
 which malloc maps fresh for every batch. Its first touch then faults in 9,400
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import mmap
 import sys
-from typing import Optional, Sequence
+import threading
+from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 
 MADV_HUGEPAGE = 14  # <sys/mman.h>, Linux
@@ -58,3 +61,54 @@ def empty_batch(
     tensor = torch.empty(tuple(shape), dtype=dtype, device=device, memory_format=memory_format)
     advise_huge_pages(tensor)
     return tensor
+
+
+def _free_count() -> int:
+    """What ``sys.getrefcount`` says of a pooled buffer nothing else holds, seen from :meth:`BatchPool.empty`'s loop."""
+    buffers = [np.empty(1, np.uint8)]
+    for buffer in buffers:
+        return sys.getrefcount(buffer)
+    raise AssertionError("unreachable")
+
+
+class BatchPool:
+    """Batch tensors whose memory is handed out again once nothing can read the batch any more.
+
+    A batch is a tensor over a pooled NumPy buffer (``torch.frombuffer``). Every
+    tensor, view, storage, NumPy array or DLPack capsule made from it keeps that
+    buffer referenced, so the buffer's reference count says exactly when the batch
+    is gone everywhere; only then is its memory reused. Reused memory is already
+    mapped: no page faults and no kernel zeroing per batch (a fresh 38 MB batch
+    costs both; docs/BENCHMARKS.md). At most ``max_bytes`` of buffers are kept;
+    beyond that, or for another memory format, batches are fresh (:func:`empty_batch`).
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20):
+        self.max_bytes = max_bytes
+        self._buffers: List[np.ndarray] = []
+        self._lock = threading.Lock()
+        self._free = _free_count()
+
+    def empty(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised contiguous CPU tensor of ``shape`` and ``dtype``."""
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        with self._lock:
+            for buffer in self._buffers:
+                if buffer.nbytes == nbytes and sys.getrefcount(buffer) == self._free:
+                    return self._tensor(buffer, shape, dtype)
+            if nbytes < MIN_HINT_BYTES or self.kept_bytes() + nbytes > self.max_bytes:
+                return empty_batch(shape, dtype)
+            buffer = empty_batch((nbytes,), torch.uint8).numpy()
+            self._buffers.append(buffer)
+            return self._tensor(buffer, shape, dtype)
+
+    def kept_bytes(self) -> int:
+        return sum(buffer.nbytes for buffer in self._buffers)
+
+    @staticmethod
+    def _tensor(buffer: np.ndarray, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        return torch.frombuffer(buffer, dtype=dtype).view(tuple(shape))
+
+
+# The collated float batches of this process (raysys.data.augment.to_normalized_float).
+BATCHES = BatchPool()
