@@ -6,7 +6,7 @@ built by ``pip install`` where libjpeg's headers exist):
 
 * **Whole MCUs** (the default for shards ``prepare`` wrote): :func:`with_restarts`
   rewrites each JPEG losslessly at prepare time with a restart marker after every
-  MCU (the same DCT coefficients, about 1 % more bytes). Each MCU's entropy-coded
+  MCU (the same DCT coefficients; optimised Huffman tables pay for the markers). Each MCU's entropy-coded
   data can then be found and decoded on its own, so a window costs only the MCUs
   around it: the helper builds a small JPEG of those MCUs and decodes it.
 * **Scanlines** (any other baseline or progressive JPEG): libjpeg-turbo stops after
