@@ -155,9 +155,12 @@ class DecodeOnly:
         if self.mode == "draft":
             self.reductions = [jpeg.draft_decode(blob, policy, CROP, generator)[2] for blob in self.blobs]
         elif self.mode == "window":
-            for blob in self.blobs:
+            for blob in self.blobs:  # as jpeg.square decodes
                 dims = jpeg_window.header(blob)
-                jpeg.decode_window(blob, policy.window(*dims, CROP, generator), *dims)
+                if dims is None:
+                    jpeg.decode_tensors([blob])
+                else:
+                    jpeg.decode_window(blob, policy.window(*dims, CROP, generator), *dims)
         else:
             for blob in self.blobs:
                 jpeg.decode_tensors([blob])

@@ -80,7 +80,7 @@ class BatchPool:
     is gone everywhere; only then is its memory reused. Reused memory is already
     mapped: no page faults and no kernel zeroing per batch (a fresh 38 MB batch
     costs both; docs/BENCHMARKS.md). At most ``max_bytes`` of buffers are kept;
-    beyond that, or for another memory format, batches are fresh (:func:`empty_batch`).
+    beyond that, and below :data:`MIN_HINT_BYTES`, batches are fresh (:func:`empty_batch`).
     """
 
     def __init__(self, max_bytes: int = 512 << 20):

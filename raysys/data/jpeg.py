@@ -5,9 +5,8 @@ only the part its crop reads where that is smaller than the image (the same
 pixels; :mod:`raysys.data.jpeg_window`), and squared by a crop policy
 (:class:`CropPolicy`): ``random-resized`` (RandomResizedCrop, the training
 transform) or ``center`` (Resize to size/0.875, then CenterCrop: 256 -> 224, the
-evaluation transform). Crop
-parameters come from an explicit ``torch.Generator``, so a batch is a pure
-function of its seed.
+evaluation transform). Crop parameters come from an explicit ``torch.Generator``,
+so a batch is a pure function of its seed.
 
 Two options change where or how images are decoded (``data.jpeg_draft``,
 ``data.jpeg_device``; docs/configuration.md):

@@ -6,19 +6,22 @@ built by ``pip install`` where libjpeg's headers exist):
 
 * **Whole MCUs** (the default for shards ``prepare`` wrote): :func:`with_restarts`
   rewrites each JPEG losslessly at prepare time with a restart marker after every
-  MCU (the same DCT coefficients; optimised Huffman tables pay for the markers). Each MCU's entropy-coded
-  data can then be found and decoded on its own, so a window costs only the MCUs
-  around it: the helper builds a small JPEG of those MCUs and decodes it.
+  MCU (the same DCT coefficients; optimised Huffman tables pay for the markers).
+  Each MCU's entropy-coded data can then be found and decoded on its own, so a
+  window costs only the MCUs it touches: the helper builds a small JPEG of those
+  MCUs and decodes it.
 * **Scanlines** (any other baseline or progressive JPEG): libjpeg-turbo stops after
   the crop's last row and skips the inverse DCT, upsampling and colour conversion
   of the rows above it (``jpeg_skip_scanlines``) and of the columns beside it
   (``jpeg_crop_scanline``); the entropy decoding of the rows above remains.
 
-The pixels equal those of ``torchvision.io.decode_jpeg`` on the original file:
-chroma upsampling reads neighbouring samples, so the region decoded is the window
-widened (one MCU on each side; :data:`MARGIN` pixels above and beside it for
-scanlines; clipped to the image), and only the window is copied out: a contiguous
-channels-last image, which the resize reads without a copy of its own. tests/test_jpeg_window.py checks it bit for bit.
+The pixels equal those of ``torchvision.io.decode_jpeg`` on the original file
+(tests/test_jpeg_window.py, bit for bit). Fancy chroma upsampling computes the
+first and last row and column of a decoded region differently, so those must lie
+outside the window: an MCU more on a side where the window's edge falls on an MCU
+boundary (whole MCUs), :data:`MARGIN` pixels above and beside it (scanlines).
+Only the window is copied out: a contiguous channels-last image, which the resize
+reads without a copy of its own.
 
 Where the helper is missing, the image is not a YCbCr, RGB or grayscale JPEG,
 or libjpeg reports anything (corrupt data), the caller decodes the image whole,
