@@ -13,7 +13,6 @@ import copy
 import csv
 import io
 import json
-import logging
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from raysys.config.loader import from_container, load_config, parse_override
-from raysys.console import phase, rayout
+from raysys.console import note, phase, rayout
 from raysys.driver import launch, record
 from raysys.driver.failure import reason_from_text, root_cause
 from raysys.errors import ConfigError, TrainingError
@@ -38,7 +37,6 @@ from raysys.tune.pack import pack_driver, pack_param, packs, seed_outcome
 from raysys.tune.space import Space, Trial, labelled_run_name, reseeded, row_slug, unlabelled_run_name
 from raysys.tune.table import make_table, metric_value, tune_callback, tune_output_to_log
 
-log = logging.getLogger("raysys.sweep")
 SWEEP_TAG = "raysys.sweep"
 ROW_TAG = "raysys.row"  # a trial run's row label in its tune space
 # What a trial's driver reserves. Not CPU: Ray Data's tasks need one whole CPU outside the
@@ -188,8 +186,8 @@ def running_limit(requested: int, holds: int, sweep: str) -> int:
     Capped, the surplus trials stay PENDING in Tune's queue until one finishes.
     """
     if requested > holds:
-        log.info("sweep %s: max_concurrent=%d, but the cluster holds %d trainers at once; "
-                 "running %d at a time, the other trials queue", sweep, requested, holds, holds)
+        note(f"sweep {sweep}: max_concurrent={requested}, but the cluster holds {holds} trainers at once; "
+             f"running {holds} at a time, the other trials queue")
         return holds
     return requested or holds
 
@@ -313,9 +311,8 @@ def _sweep(space: Space, configs, overrides, done, pending, parent_id: str, uri:
     outcomes = [TrialOutcome(t, r.data.tags.get(runs.RUN_NAME_TAG, c.run_name), "finished earlier", run_id=r.info.run_id,
                              test_acc=metric_value(r.data.metrics)) for t, c, r in done]
     if not pending:
-        log.info("sweep %s: all %d trials already FINISHED in MLflow; 0 trainings started", space.name, len(done))
+        phase(f"sweep {space.name}: all {len(done)} trials already FINISHED in MLflow; 0 trainings started")
     else:
-        log.info("sweep %s: %d trials to train, %d already finished", space.name, len(pending), len(done))
         table = make_table(done, pending)
         try:
             trained = _tune(space, pending, parent_id, uri, exp_id, max_concurrent or space.max_concurrent, table)
@@ -345,13 +342,12 @@ def _tune(space: Space, pending, parent_id: str, uri: str, exp_id: str, max_conc
     packed = space.seeds_per_trial > 1
     if packed:
         grouped = packs(pending, space.seeds_per_trial)
-        log.info("sweep %s: %d seeds in %d trials of up to %d seeds each", space.name, len(pending), len(grouped),
-                 space.seeds_per_trial)
+        phase(f"sweep {space.name}: {len(pending)} seeds in {len(grouped)} trials of up to {space.seeds_per_trial} seeds each")
         trials = [pack_param(group, parent_id, {ROW_TAG: group[0][0].label}) for group in grouped]
     else:
         trials = [{"config": OmegaConf.to_container(cfg), "parent_run_id": parent_id, "name": cfg.run_name, "row": trial.label}
                   for trial, cfg, _ in pending]
-    log.info("sweep %s: up to %d trials at once", space.name, concurrency)
+    phase(f"sweep {space.name}: up to {concurrency} {'trial' if concurrency == 1 else 'trials'} at once")
     param_space = {"trial": tune.grid_search(trials)}
     tuner = tune.Tuner(
         # The trial only drives its TorchTrainer, which reserves the workers' CPUs;
