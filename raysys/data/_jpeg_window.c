@@ -1,18 +1,22 @@
-/* _raysys_jpeg_window: decode only a window of a JPEG (libjpeg-turbo's jpeg_crop_scanline + jpeg_skip_scanlines).
+/* _raysys_jpeg_window: decode only a window of a JPEG, with the pixels of a full decode.
  *
  * raysys.data.jpeg_window is the Python side: the crop window is drawn on the
- * header's dimensions and decoded here with a margin around it (so that no pixel
- * of the window sits on the decoded region's edge, where chroma upsampling would
- * differ from a full decode); without this module images are decoded whole.
+ * header's dimensions and decoded here; without this module images are decoded whole.
  *
- *   header(data) -> (height, width, ok)   ok: a plain baseline/progressive JPEG this
- *                                         module decodes to RGB like a full decode
+ *   header(data) -> (height, width, ok)
+ *       ok: a YCbCr, RGB or grayscale JPEG, which this module decodes to RGB as a full
+ *       decode does.
  *   decode_rgb(data, top, left, height, width, margin) -> bytearray
- *       the window's RGB pixels, height x width x 3. The region decoded starts
- *       ``margin`` rows above the window and spans ``margin`` columns beyond each
- *       side (clipped to the image; libjpeg widens it to iMCU columns); it ends
- *       with the window's last row. ValueError for bad data, and for any libjpeg
- *       warning (corrupt data), so that the caller's full decode decides.
+ *       the window's RGB pixels, height x width x 3. Where a restart marker follows
+ *       every MCU (with_restarts), only the MCUs the window touches are decoded, as a
+ *       small JPEG of their own (mcu_window). Otherwise the region decoded starts
+ *       ``margin`` rows above the window and spans ``margin`` columns beyond each side
+ *       (clipped to the image; libjpeg widens it to iMCU columns), and ends with the
+ *       window's last row. Fancy chroma upsampling computes a decoded region's first and
+ *       last row and column differently, hence the margins. ValueError for bad data,
+ *       and for any libjpeg warning (corrupt data), so that the caller's full decode decides.
+ *   with_restarts(data) -> bytes
+ *       the JPEG losslessly rewritten with a restart marker after every MCU.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
