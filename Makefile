@@ -10,6 +10,13 @@ FASHION_DIR ?= /usr/share/datasets/fashion-mnist
 SHARDS := data/shards/fashion-mnist
 PYTEST_FLAGS ?=
 
+# $(call apt-install,PACKAGE,PRESENT-TEST,IF-PRESENT): apt-get install PACKAGE as root unless PRESENT-TEST
+# holds (then run IF-PRESENT); not root: say so and go on.
+apt-install = if $(2); then $(3); \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -q $(1) || (apt-get update -q && apt-get install -y -q $(1))) >/dev/null; \
+	else echo "not root: skipping apt-get install $(1)"; fi
+
 .PHONY: demo test test-slow test-all install data-packages jpeg-headers stir-glyphs gpu-check gpu-check-bare clean help
 
 help:
@@ -35,17 +42,11 @@ stir-glyphs: $(STAMP)
 # libjpeg-turbo's headers, for raysys/data/_jpeg_window.c (decoding only a crop's window). Needs root;
 # without them the build skips the helper and JPEGs are decoded whole (the same pixels, more CPU).
 jpeg-headers:
-	@if [ -f /usr/include/jpeglib.h ]; then :; \
-	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-		(apt-get install -y -q libjpeg62-turbo-dev || (apt-get update -q && apt-get install -y -q libjpeg62-turbo-dev)) >/dev/null; \
-	else echo "not root: skipping apt-get install libjpeg62-turbo-dev"; fi
+	@$(call apt-install,libjpeg62-turbo-dev,[ -f /usr/include/jpeglib.h ],:)
 
 # Debian's Fashion-MNIST package (real IDX files, offline). Needs root; skipped otherwise.
 data-packages:
-	@if [ -d "$(FASHION_DIR)" ]; then echo "Fashion-MNIST found in $(FASHION_DIR)"; \
-	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-		(apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
-	else echo "not root: skipping apt-get install dataset-fashion-mnist"; fi
+	@$(call apt-install,dataset-fashion-mnist,[ -d "$(FASHION_DIR)" ],echo "Fashion-MNIST found in $(FASHION_DIR)")
 
 test: install data-packages
 	$(PY) -m pytest -m "not slow" $(PYTEST_FLAGS)

@@ -148,19 +148,15 @@ class DecodeOnly:
         self.cpu_ms: List[float] = []
 
     def __call__(self) -> int:
-        from raysys.data import jpeg, jpeg_window
+        from raysys.data import jpeg
 
         generator, policy = torch.Generator().manual_seed(0), jpeg.CROPS.get("random-resized")
         start = time.thread_time()
         if self.mode == "draft":
             self.reductions = [jpeg.draft_decode(blob, policy, CROP, generator)[2] for blob in self.blobs]
         elif self.mode == "window":
-            for blob in self.blobs:  # as jpeg.square decodes
-                dims = jpeg_window.header(blob)
-                if dims is None:
-                    jpeg.decode_tensors([blob])
-                else:
-                    jpeg.decode_window(blob, policy.window(*dims, CROP, generator), *dims)
+            for blob in self.blobs:
+                jpeg.crop_pixels(blob, policy, CROP, generator)
         else:
             for blob in self.blobs:
                 jpeg.decode_tensors([blob])

@@ -45,11 +45,10 @@ class CollateStages:
         policy = jpeg.CROPS.get("random-resized")
         images = []
         for blob in timed("bytes", jpeg.encoded_tensors, table.column("image")):
-            dims = timed("header", jpeg_window.header, blob) if jpeg_window.enabled() else None
-            if dims is None:  # decoded whole (jpeg.square's fallback)
+            dims = timed("header", jpeg_window.header, blob)
+            if dims is None:  # decoded whole (jpeg.crop_pixels's fallback)
                 image = timed("decode", lambda: jpeg.decode_tensors([blob])[0])
-                box = timed("crop window", policy.window, image.shape[-2], image.shape[-1], self.size, generator)
-                window = image[:, box.top : box.top + box.height, box.left : box.left + box.width]
+                window = timed("crop window", policy.window, image.shape[-2], image.shape[-1], self.size, generator).cut(image)
             else:
                 box = timed("crop window", policy.window, *dims, self.size, generator)
                 window = timed("decode", jpeg.decode_window, blob, box, *dims)

@@ -67,8 +67,8 @@ def _free_count() -> int:
     """What ``sys.getrefcount`` says of a pooled buffer nothing else holds, seen from :meth:`BatchPool.empty`'s loop."""
     buffers = [np.empty(1, np.uint8)]
     for buffer in buffers:
-        return sys.getrefcount(buffer)
-    raise AssertionError("unreachable")
+        count = sys.getrefcount(buffer)
+    return count
 
 
 class BatchPool:
@@ -91,7 +91,7 @@ class BatchPool:
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised contiguous CPU tensor of ``shape`` and ``dtype``."""
-        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        nbytes = math.prod(shape) * dtype.itemsize
         with self._lock:
             for buffer in self._buffers:
                 if buffer.nbytes == nbytes and sys.getrefcount(buffer) == self._free:

@@ -63,6 +63,10 @@ class Window:
     width: int
     need: int
 
+    def cut(self, image: torch.Tensor) -> torch.Tensor:
+        """The window's pixels of ``image`` (..., H, W), a view."""
+        return image[..., self.top : self.top + self.height, self.left : self.left + self.width]
+
 
 @dataclass(frozen=True)
 class CropPolicy:
@@ -77,7 +81,7 @@ class CropPolicy:
 
     def __call__(self, image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
         box = self.window(image.shape[-2], image.shape[-1], size, generator)
-        return self.finish(image[:, box.top : box.top + box.height, box.left : box.left + box.width], size)
+        return self.finish(box.cut(image), size)
 
 
 # name -> CropPolicy (or a plain function (image, size, generator) -> image: never draft-decoded).
@@ -249,21 +253,25 @@ def window_pixels(blob: torch.Tensor, window: Window, height: int, width: int) -
 def decode_window(blob: torch.Tensor, box: Window, height: int, width: int) -> torch.Tensor:
     """``box``'s pixels of a ``height`` x ``width`` JPEG: decoded alone where possible, else cut from a full decode."""
     pixels = window_pixels(blob, box, height, width)
-    if pixels is None:
-        pixels = decode_tensors([blob])[0][:, box.top : box.top + box.height, box.left : box.left + box.width]
-    return pixels
+    return box.cut(decode_tensors([blob])[0]) if pixels is None else pixels
+
+
+def crop_pixels(blob: torch.Tensor, policy: CropPolicy, size: int, generator: torch.Generator) -> torch.Tensor:
+    """The pixels of the window ``policy`` draws on one JPEG, decoding only that window where possible.
+
+    The window is drawn on the header's size, as a full decode would draw it, so
+    the generator advances the same way and the pixels are the same.
+    """
+    dims = jpeg_window.header(blob)
+    if dims is None:
+        image = decode_tensors([blob])[0]
+        return policy.window(image.shape[-2], image.shape[-1], size, generator).cut(image)
+    return decode_window(blob, policy.window(*dims, size, generator), *dims)
 
 
 def square(blob: torch.Tensor, policy: CropPolicy, size: int, generator: torch.Generator) -> torch.Tensor:
-    """One JPEG squared by ``policy``, decoding only the window it reads where possible.
-
-    The window is drawn on the header's size, as a full decode would draw it, so
-    the generator advances the same way and the output is the same.
-    """
-    dims = jpeg_window.header(blob) if jpeg_window.enabled() else None
-    if dims is None:
-        return policy(decode_tensors([blob])[0], size, generator)
-    return policy.finish(decode_window(blob, policy.window(*dims, size, generator), *dims), size)
+    """One JPEG squared by ``policy`` (:func:`crop_pixels`, then ``policy.finish``)."""
+    return policy.finish(crop_pixels(blob, policy, size, generator), size)
 
 
 # -- reduced-size (draft) decoding ----------------------------------------------------------------
@@ -323,7 +331,7 @@ def draft_decode(
     is decoded as without draft mode (its window alone where possible, else
     ``decode_jpeg``), so its output is the same.
     """
-    dims = jpeg_window.header(blob) if jpeg_window.enabled() else None
+    dims = jpeg_window.header(blob)
     if dims is None:
         with _open(blob) as picture:  # Pillow reads the size
             width, height = picture.size
@@ -348,8 +356,7 @@ def draft_decode(
 def draft_square(blob: torch.Tensor, policy: CropPolicy, size: int, generator: torch.Generator) -> Tuple[torch.Tensor, int]:
     """One JPEG squared by ``policy`` from its reduced-size decode: ((3, size, size) image, reduction)."""
     pixels, window, reduction = draft_decode(blob, policy, size, generator)
-    crop = pixels[:, window.top : window.top + window.height, window.left : window.left + window.width]
-    return policy.finish(crop, size), reduction
+    return policy.finish(window.cut(pixels), size), reduction
 
 
 def decode_batch(

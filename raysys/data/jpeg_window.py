@@ -74,7 +74,9 @@ def with_restarts(data: bytes) -> bytes:
 
 
 def header(blob: torch.Tensor) -> Optional[Tuple[int, int]]:
-    """(height, width) of an encoded JPEG this helper can decode partially; None otherwise."""
+    """(height, width) of an encoded JPEG this helper can decode partially; None otherwise, and where it is off."""
+    if not enabled():
+        return None
     try:
         height, width, plain = _native.header(blob.numpy())
     except ValueError:
